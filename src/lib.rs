@@ -1,0 +1,5 @@
+//! Strait: an east-west gateway for service-level disaster recovery.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod identity;
