@@ -193,7 +193,9 @@ impl fmt::Display for ServiceKey {
 
 /// Why a string is not a `<name>.<namespace>:<port>` service key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a service key: expected <name>.<namespace>:<port>, e.g. \"mockb.default:8080\"")]
+#[error(
+    "{0:?} is not a service key: expected <name>.<namespace>:<port>, e.g. \"mockb.default:8080\""
+)]
 pub struct ServiceKeyError(pub String);
 
 impl FromStr for ServiceKey {
@@ -226,7 +228,8 @@ impl FromStr for ServiceKey {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -241,8 +244,17 @@ mod tests {
         assert_eq!(k.to_string(), "mockb.default:8080");
         let fqdn: ServiceKey = "mockb.default.svc.cluster.local:8080".parse().unwrap();
         assert_eq!(fqdn, k);
-        for bad in ["mockb:8080", "mockb.default", "mockb.default:0", "Mo_b.default:1", ""] {
-            assert!(bad.parse::<ServiceKey>().is_err(), "{bad} should be rejected");
+        for bad in [
+            "mockb:8080",
+            "mockb.default",
+            "mockb.default:0",
+            "Mo_b.default:1",
+            "",
+        ] {
+            assert!(
+                bad.parse::<ServiceKey>().is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

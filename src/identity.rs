@@ -93,7 +93,10 @@ impl PeerIdentity {
     /// Whether a certificate with these SANs proves this identity.
     pub fn matches(&self, sans: &CertSans) -> bool {
         match self {
-            PeerIdentity::Spiffe(id) => sans.uris.iter().any(|u| u.parse().ok().as_ref() == Some(id)),
+            PeerIdentity::Spiffe(id) => sans
+                .uris
+                .iter()
+                .any(|u| u.parse().ok().as_ref() == Some(id)),
             PeerIdentity::Dns(name) => sans.dns.iter().any(|d| d.eq_ignore_ascii_case(name)),
         }
     }
@@ -151,7 +154,10 @@ impl CertSans {
 
     /// The first SPIFFE URI SAN, for logs and labels.
     pub fn spiffe(&self) -> Option<&str> {
-        self.uris.iter().map(String::as_str).find(|u| u.starts_with("spiffe://"))
+        self.uris
+            .iter()
+            .map(String::as_str)
+            .find(|u| u.starts_with("spiffe://"))
     }
 }
 
@@ -184,9 +190,24 @@ mod tests {
             uris: vec!["spiffe://td/gateway/a".into()],
             dns: vec!["gw-a.example".into()],
         };
-        assert!("spiffe://td/gateway/a".parse::<PeerIdentity>().unwrap().matches(&sans));
-        assert!(!"spiffe://td/gateway/b".parse::<PeerIdentity>().unwrap().matches(&sans));
-        assert!("dns:GW-A.example".parse::<PeerIdentity>().unwrap().matches(&sans));
+        assert!(
+            "spiffe://td/gateway/a"
+                .parse::<PeerIdentity>()
+                .unwrap()
+                .matches(&sans)
+        );
+        assert!(
+            !"spiffe://td/gateway/b"
+                .parse::<PeerIdentity>()
+                .unwrap()
+                .matches(&sans)
+        );
+        assert!(
+            "dns:GW-A.example"
+                .parse::<PeerIdentity>()
+                .unwrap()
+                .matches(&sans)
+        );
         assert!(!"dns:td".parse::<PeerIdentity>().unwrap().matches(&sans));
         assert!("gw-a".parse::<PeerIdentity>().is_err());
     }
