@@ -64,6 +64,17 @@ pub async fn bind(config: Config) -> Result<Bound, AppError> {
 
 /// Like [`bind`], with a caller-provided registry (tests and the demo read it directly).
 pub async fn bind_with_metrics(config: Config, metrics: Metrics) -> Result<Bound, AppError> {
+    bind_prebound(config, metrics, Vec::new()).await
+}
+
+/// Like [`bind_with_metrics`], taking over already-bound sockets: a configured address equal
+/// to one of theirs uses that socket instead of binding anew (tests reserve ports this way).
+pub async fn bind_prebound(
+    config: Config,
+    metrics: Metrics,
+    prebound: Vec<std::net::TcpListener>,
+) -> Result<Bound, AppError> {
+    let mut prebound = Prebound(prebound);
     crate::tls::install_default_provider();
     let config = Arc::new(config);
     let tls = TunnelTls::load(&config)?;
@@ -71,13 +82,13 @@ pub async fn bind_with_metrics(config: Config, metrics: Metrics) -> Result<Bound
         .certificate_expiry_timestamp_seconds
         .set(tls.cert_not_after as f64);
 
-    let admin = bind_tcp("admin", config.admin.listen).await?;
-    let tunnel_listener = bind_tcp("tunnel", config.tunnel.listen).await?;
+    let admin = prebound.bind("admin", config.admin.listen).await?;
+    let tunnel_listener = prebound.bind("tunnel", config.tunnel.listen).await?;
     let mut locals = Vec::new();
     for l in &config.listeners {
         locals.push((
             l.clone(),
-            bind_tcp(&format!("listener {}", l.name), l.listen).await?,
+            prebound.bind(&format!("listener {}", l.name), l.listen).await?,
         ));
     }
 
@@ -160,14 +171,23 @@ fn spawn_listener(l: crate::config::ListenerConfig, sock: TcpListener, gw: Arc<G
     }
 }
 
-async fn bind_tcp(what: &str, addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind {
+/// Sockets bound by the caller, handed over by address.
+struct Prebound(Vec<std::net::TcpListener>);
+
+impl Prebound {
+    async fn bind(&mut self, what: &str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+        let err = |source| AppError::Bind {
             what: what.to_owned(),
             addr,
             source,
-        })
+        };
+        if let Some(i) = self.0.iter().position(|s| s.local_addr().ok() == Some(addr)) {
+            let std = self.0.swap_remove(i);
+            std.set_nonblocking(true).map_err(err)?;
+            return TcpListener::from_std(std).map_err(err);
+        }
+        TcpListener::bind(addr).await.map_err(err)
+    }
 }
 
 fn local_addr(l: &TcpListener) -> Result<SocketAddr, AppError> {
@@ -185,6 +205,7 @@ impl Bound {
         let deadline = self.gateway.config.gateway.drain_timeout;
         self.gateway.set_ready(false);
         tracing::info!(gateway = %self.gateway.config.gateway.name, ?deadline, "draining");
+        self.gateway.peers.stop_dialing();
         let outcome = self.gateway.drain.run(deadline).await;
         self.gateway.peers.close();
         tracing::info!(forced = outcome.forced, "drained");

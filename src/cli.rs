@@ -84,7 +84,7 @@ pub struct IssueArgs {
 /// Sets up logging on stderr (stdout is for machine-readable lines such as readiness).
 pub fn init_tracing(cli: &Cli) {
     let default = match cli.command {
-        Command::Demo(_) => "warn",
+        Command::Demo(_) => "error",
         _ => "info",
     };
     let filter = cli.log.clone().unwrap_or_else(|| default.to_owned());

@@ -78,6 +78,12 @@ impl Peers {
         self.pools.iter().find(|p| p.name() == name)
     }
 
+    /// Stops dialing: a draining gateway keeps its tunnels for streams in flight but does not
+    /// replace lost ones.
+    pub fn stop_dialing(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops maintenance and closes every tunnel connection.
     pub fn close(&self) {
         self.stop.cancel();

@@ -1,0 +1,299 @@
+//! Mock backends for the demo and the tests: real servers on real sockets.
+//!
+//! - [`MockHttp`]: the reference scenario's `mocka`/`mockb`/`mockc`. Answers
+//!   `-> NAME(version: ZONE, ip: ADDR)`, followed by its upstream's answer when it has one
+//!   (called through its own zone's gateway). Faults can be injected: refuse connections,
+//!   answer 503, or accept and never answer (blackhole).
+//! - [`EchoTcp`]: echoes bytes and honours half-close.
+//! - [`TlsHello`]: a TLS server (its own certificate) that answers one line.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A fault a mock can be told to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Close the listening socket: connects are refused.
+    Refuse,
+    /// Answer every request with 503.
+    Unavailable,
+    /// Accept connections and never answer.
+    Blackhole,
+}
+
+/// Where a mock sends its own upstream call: a gateway's http listener and a Host header.
+#[derive(Debug, Clone)]
+pub struct UpstreamCall {
+    pub gateway: SocketAddr,
+    pub host: String,
+}
+
+/// An HTTP mock service.
+pub struct MockHttp {
+    inner: Arc<MockInner>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct MockInner {
+    name: String,
+    zone: String,
+    address: SocketAddr,
+    upstream: Option<UpstreamCall>,
+    fault: Mutex<Fault>,
+}
+
+impl MockHttp {
+    /// Starts a mock listening on `address` (port 0 picks one).
+    pub async fn start(
+        name: &str,
+        zone: &str,
+        address: SocketAddr,
+        upstream: Option<UpstreamCall>,
+    ) -> std::io::Result<Arc<Self>> {
+        let listener = TcpListener::bind(address).await?;
+        let inner = Arc::new(MockInner {
+            name: name.to_owned(),
+            zone: zone.to_owned(),
+            address: listener.local_addr()?,
+            upstream,
+            fault: Mutex::new(Fault::None),
+        });
+        let task = tokio::spawn(serve_http(listener, inner.clone()));
+        Ok(Arc::new(MockHttp {
+            inner,
+            task: Mutex::new(Some(task)),
+        }))
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.inner.address
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn zone(&self) -> &str {
+        &self.inner.zone
+    }
+
+    pub fn fault(&self) -> Fault {
+        *self.inner.fault.lock().expect("fault lock")
+    }
+
+    /// Switches the fault. `Refuse` closes the socket; leaving it rebinds the same address.
+    pub async fn set_fault(&self, fault: Fault) -> std::io::Result<()> {
+        let was = std::mem::replace(&mut *self.inner.fault.lock().expect("fault lock"), fault);
+        if fault == Fault::Refuse && was != Fault::Refuse {
+            if let Some(task) = self.task.lock().expect("task lock").take() {
+                task.abort();
+                let _ = task.await;
+            }
+        } else if fault != Fault::Refuse && was == Fault::Refuse {
+            let listener = TcpListener::bind(self.inner.address).await?;
+            let task = tokio::spawn(serve_http(listener, self.inner.clone()));
+            *self.task.lock().expect("task lock") = Some(task);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MockHttp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().expect("task lock").take() {
+            task.abort();
+        }
+    }
+}
+
+/// Accept loop of a mock; connections live in a `JoinSet` so aborting the loop (the `Refuse`
+/// fault) also closes connections in flight, as a dead process would.
+async fn serve_http(listener: TcpListener, inner: Arc<MockInner>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let inner = inner.clone();
+        connections.spawn(async move {
+            let fault = *inner.fault.lock().expect("fault lock");
+            if fault == Fault::Blackhole {
+                // Hold the connection open and silent.
+                let _keep = &tcp;
+                std::future::pending::<()>().await;
+            }
+            let service = service_fn(move |req| {
+                let inner = inner.clone();
+                async move { Ok::<_, Infallible>(answer(req, &inner).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn answer(_req: Request<Incoming>, inner: &MockInner) -> Response<Full<Bytes>> {
+    let fault = *inner.fault.lock().expect("fault lock");
+    match fault {
+        Fault::Unavailable => {
+            return respond(StatusCode::SERVICE_UNAVAILABLE, format!("{} unavailable\n", inner.name));
+        }
+        Fault::Blackhole => std::future::pending::<()>().await,
+        Fault::None | Fault::Refuse => {}
+    }
+    let mut body = format!(
+        "-> {}(version: {}, ip: {})",
+        inner.name,
+        inner.zone,
+        inner.address.ip()
+    );
+    let Some(upstream) = &inner.upstream else {
+        return respond(StatusCode::OK, body);
+    };
+    match call(upstream).await {
+        Ok((status, text)) if status.is_success() => {
+            body.push_str(&text);
+            respond(StatusCode::OK, body)
+        }
+        Ok((status, text)) => respond(status, format!("{body}-> upstream {status}: {text}")),
+        Err(e) => respond(StatusCode::BAD_GATEWAY, format!("{body}-> upstream error: {e}")),
+    }
+}
+
+fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// One GET through a gateway with the given Host; returns status and body.
+pub async fn call(upstream: &UpstreamCall) -> anyhow::Result<(StatusCode, String)> {
+    let (status, _, body) = http_get(upstream.gateway, &upstream.host, "/").await?;
+    Ok((status, body))
+}
+
+/// A GET over a fresh HTTP/1.1 connection; returns status, headers and body.
+pub async fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<(StatusCode, http::HeaderMap, String)> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(http::header::HOST, host)
+        .body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// A TCP echo server that honours half-close: after the client's EOF it finishes writing and
+/// closes its side.
+pub struct EchoTcp {
+    address: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl EchoTcp {
+    pub async fn start(address: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = tcp.split();
+                    if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                        let _ = w.shutdown().await;
+                    }
+                });
+            }
+        });
+        Ok(EchoTcp { address, task })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for EchoTcp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TLS server with its own certificate: reads one line, answers `hello from NAME: LINE`.
+pub struct TlsHello {
+    address: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TlsHello {
+    /// `cert_pem`/`key_pem`: the server's certificate (for the names clients will verify).
+    pub async fn start(
+        address: SocketAddr,
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<Self> {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+        let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let name = name.to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, name) = (acceptor.clone(), name.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let mut tls = BufReader::new(tls);
+                    let mut line = String::new();
+                    if tls.read_line(&mut line).await.is_ok() {
+                        let reply = format!("hello from {name}: {}\n", line.trim_end());
+                        let _ = tls.get_mut().write_all(reply.as_bytes()).await;
+                        let _ = tls.get_mut().shutdown().await;
+                    }
+                });
+            }
+        });
+        Ok(TlsHello { address, task })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for TlsHello {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
