@@ -88,7 +88,9 @@ pub async fn bind_prebound(
     for l in &config.listeners {
         locals.push((
             l.clone(),
-            prebound.bind(&format!("listener {}", l.name), l.listen).await?,
+            prebound
+                .bind(&format!("listener {}", l.name), l.listen)
+                .await?,
         ));
     }
 
@@ -181,7 +183,11 @@ impl Prebound {
             addr,
             source,
         };
-        if let Some(i) = self.0.iter().position(|s| s.local_addr().ok() == Some(addr)) {
+        if let Some(i) = self
+            .0
+            .iter()
+            .position(|s| s.local_addr().ok() == Some(addr))
+        {
             let std = self.0.swap_remove(i);
             std.set_nonblocking(true).map_err(err)?;
             return TcpListener::from_std(std).map_err(err);

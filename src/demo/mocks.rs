@@ -53,6 +53,8 @@ struct MockInner {
     address: SocketAddr,
     upstream: Option<UpstreamCall>,
     fault: Mutex<Fault>,
+    /// Requests answered (any status), for "the backend was never reached" checks.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl MockHttp {
@@ -70,6 +72,7 @@ impl MockHttp {
             address: listener.local_addr()?,
             upstream,
             fault: Mutex::new(Fault::None),
+            requests: std::sync::atomic::AtomicU64::new(0),
         });
         let task = tokio::spawn(serve_http(listener, inner.clone()));
         Ok(Arc::new(MockHttp {
@@ -90,6 +93,13 @@ impl MockHttp {
         &self.inner.zone
     }
 
+    /// Requests this mock has received.
+    pub fn requests(&self) -> u64 {
+        self.inner
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn fault(&self) -> Fault {
         *self.inner.fault.lock().expect("fault lock")
     }
@@ -98,7 +108,8 @@ impl MockHttp {
     pub async fn set_fault(&self, fault: Fault) -> std::io::Result<()> {
         let was = std::mem::replace(&mut *self.inner.fault.lock().expect("fault lock"), fault);
         if fault == Fault::Refuse && was != Fault::Refuse {
-            if let Some(task) = self.task.lock().expect("task lock").take() {
+            let task = self.task.lock().expect("task lock").take();
+            if let Some(task) = task {
                 task.abort();
                 let _ = task.await;
             }
@@ -124,7 +135,9 @@ impl Drop for MockHttp {
 async fn serve_http(listener: TcpListener, inner: Arc<MockInner>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let inner = inner.clone();
         connections.spawn(async move {
             let fault = *inner.fault.lock().expect("fault lock");
@@ -146,10 +159,16 @@ async fn serve_http(listener: TcpListener, inner: Arc<MockInner>) {
 }
 
 async fn answer(_req: Request<Incoming>, inner: &MockInner) -> Response<Full<Bytes>> {
+    inner
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let fault = *inner.fault.lock().expect("fault lock");
     match fault {
         Fault::Unavailable => {
-            return respond(StatusCode::SERVICE_UNAVAILABLE, format!("{} unavailable\n", inner.name));
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{} unavailable\n", inner.name),
+            );
         }
         Fault::Blackhole => std::future::pending::<()>().await,
         Fault::None | Fault::Refuse => {}
@@ -169,7 +188,10 @@ async fn answer(_req: Request<Incoming>, inner: &MockInner) -> Response<Full<Byt
             respond(StatusCode::OK, body)
         }
         Ok((status, text)) => respond(status, format!("{body}-> upstream {status}: {text}")),
-        Err(e) => respond(StatusCode::BAD_GATEWAY, format!("{body}-> upstream error: {e}")),
+        Err(e) => respond(
+            StatusCode::BAD_GATEWAY,
+            format!("{body}-> upstream error: {e}"),
+        ),
     }
 }
 
@@ -273,7 +295,9 @@ impl TlsHello {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, name) = (acceptor.clone(), name.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut tls = BufReader::new(tls);
                     let mut line = String::new();
                     if tls.read_line(&mut line).await.is_ok() {

@@ -77,7 +77,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let tally = demo.exercise().await;
     demo.shutdown().await;
     println!("demo: {} requests, {} failed", tally.sent, tally.failed);
-    Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 impl Demo {
@@ -88,11 +92,34 @@ impl Demo {
         let a_ip = Ipv4Addr::new(127, 0, 10, 1);
         let b_ip = Ipv4Addr::new(127, 0, 20, 1);
 
-        let web = MockHttp::start("web", "zone-b1", SocketAddr::from(([127, 0, 20, 11], 0)), None).await?;
-        let internal = MockHttp::start("internal", "zone-b1", SocketAddr::from(([127, 0, 20, 14], 0)), None).await?;
+        let web = MockHttp::start(
+            "web",
+            "zone-b1",
+            SocketAddr::from(([127, 0, 20, 11], 0)),
+            None,
+        )
+        .await?;
+        let internal = MockHttp::start(
+            "internal",
+            "zone-b1",
+            SocketAddr::from(([127, 0, 20, 14], 0)),
+            None,
+        )
+        .await?;
         let echo = EchoTcp::start(SocketAddr::from(([127, 0, 20, 13], 0))).await?;
-        let tls_cert = topo.ca.issue(TLS_HOST, &[], &[TLS_HOST.to_owned()], &IssueOptions::default())?;
-        let tls = TlsHello::start(SocketAddr::from(([127, 0, 20, 12], 0)), "secure", &tls_cert.cert_pem, &tls_cert.key_pem).await?;
+        let tls_cert = topo.ca.issue(
+            TLS_HOST,
+            &[],
+            &[TLS_HOST.to_owned()],
+            &IssueOptions::default(),
+        )?;
+        let tls = TlsHello::start(
+            SocketAddr::from(([127, 0, 20, 12], 0)),
+            "secure",
+            &tls_cert.cert_pem,
+            &tls_cert.key_pem,
+        )
+        .await?;
 
         let zone_b = || "zone-b1".to_owned();
         let services = [
@@ -132,18 +159,41 @@ impl Demo {
             let bound = crate::app::bind_prebound(config, metrics.clone(), sockets).await?;
             gateways.push((bound, metrics));
         }
-        Ok(Demo { topology: topo, gateways, web, internal, tls, echo })
+        Ok(Demo {
+            topology: topo,
+            gateways,
+            web,
+            internal,
+            tls,
+            echo,
+        })
+    }
+
+    /// A gateway by name, with its metrics.
+    pub fn gateway(&self, name: &str) -> (&Bound, &Metrics) {
+        let (b, m) = self
+            .gateways
+            .iter()
+            .find(|(b, _)| b.addresses.name == name)
+            .expect("gateway in demo");
+        (b, m)
     }
 
     /// Waits until every gateway's tunnels to its peers are up.
     pub async fn wait_for_tunnels(&self, limit: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            let all_up = self.gateways.iter().all(|(b, _)| b.gateway.peers.iter().all(|p| p.is_up()));
+            let all_up = self
+                .gateways
+                .iter()
+                .all(|(b, _)| b.gateway.peers.iter().all(|p| p.is_up()));
             if all_up {
                 return Ok(());
             }
-            anyhow::ensure!(start.elapsed() < limit, "tunnels did not come up within {limit:?}");
+            anyhow::ensure!(
+                start.elapsed() < limit,
+                "tunnels did not come up within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -166,9 +216,18 @@ impl Demo {
         let b = self.topology.get("gw-b");
         println!("strait demo: two regions on loopback, mTLS tunnel between them");
         for g in [a, b] {
-            println!("  {:<5} {}/{:<8} tunnel {:<18} admin {}", g.name, g.region, g.zone, g.tunnel.to_string(), g.admin);
+            println!(
+                "  {:<5} {}/{:<8} tunnel {:<18} admin {}",
+                g.name,
+                g.region,
+                g.zone,
+                g.tunnel.to_string(),
+                g.admin
+            );
         }
-        println!("tunnel gw-a <-> gw-b up (TLS 1.3, client certificates both ways, SPIFFE identities)");
+        println!(
+            "tunnel gw-a <-> gw-b up (TLS 1.3, client certificates both ways, SPIFFE identities)"
+        );
 
         let http = a.listener_address("http");
         let expected = format!("-> web(version: zone-b1, ip: {})", self.web.address().ip());
@@ -184,12 +243,17 @@ impl Demo {
             ok += u32::from(good);
             tally.record(good, &format!("http web.default: {res:?}"));
         }
-        println!("http  web.default      20 requests via gw-a -> tunnel -> gw-b: {ok} ok   {sample}");
+        println!(
+            "http  web.default      20 requests via gw-a -> tunnel -> gw-b: {ok} ok   {sample}"
+        );
 
         let h2c = h2c_get(http, "web.default").await;
         let good = matches!(&h2c, Ok(body) if *body == expected);
         tally.record(good, &format!("h2c web.default: {h2c:?}"));
-        println!("h2c   web.default       1 request  (HTTP/2 prior knowledge):      {}", if good { "ok" } else { "FAILED" });
+        println!(
+            "h2c   web.default       1 request  (HTTP/2 prior knowledge):      {}",
+            if good { "ok" } else { "FAILED" }
+        );
 
         let tls = a.listener_address("tls");
         let mut ok = 0;
@@ -199,12 +263,16 @@ impl Demo {
             ok += u32::from(good);
             tally.record(good, &format!("tls {TLS_HOST}: {res:?}"));
         }
-        println!("tls   {TLS_HOST}  5 connections, SNI passthrough, server cert verified end to end: {ok} ok");
+        println!(
+            "tls   {TLS_HOST}  5 connections, SNI passthrough, server cert verified end to end: {ok} ok"
+        );
 
         let echo = a.listener_address("echo");
         let mut ok = 0;
         for i in 0..5u8 {
-            let payload: Vec<u8> = (0..65536u32).map(|n| (n as u8).wrapping_mul(i + 1)).collect();
+            let payload: Vec<u8> = (0..65536u32)
+                .map(|n| (n as u8).wrapping_mul(i + 1))
+                .collect();
             let res = echo_roundtrip(echo, &payload).await;
             let good = matches!(&res, Ok(back) if *back == payload);
             ok += u32::from(good);
@@ -213,17 +281,29 @@ impl Demo {
         println!("tcp   echo.default      5 connections x 64 KiB echoed with half-close: {ok} ok");
 
         let res = mocks::http_get(http, "internal.default", "/").await;
-        let good = matches!(&res, Ok((s, _, _)) if *s == http::StatusCode::SERVICE_UNAVAILABLE);
+        let good = matches!(&res, Ok((s, _, _)) if *s == http::StatusCode::SERVICE_UNAVAILABLE)
+            && self.internal.requests() == 0;
         tally.record(good, &format!("internal.default must be refused: {res:?}"));
         println!(
-            "policy internal.default (not exported by gw-b): gw-a answers {}, backend untouched",
-            res.as_ref().map(|r| r.0.to_string()).unwrap_or_else(|e| e.to_string())
+            "policy internal.default (not exported by gw-b): gw-a answers {}, backend saw {} requests",
+            res.as_ref()
+                .map(|r| r.0.to_string())
+                .unwrap_or_else(|e| e.to_string()),
+            self.internal.requests()
         );
 
         let metrics = &self.gateways[0].1;
-        let streams = metrics.tunnel_streams_total.with_label_values(&["gw-b", "outbound", "connected"]).get();
-        let refused = metrics.tunnel_streams_total.with_label_values(&["gw-b", "outbound", "not-exported"]).get();
-        println!("metrics gw-a: strait_tunnel_streams_total{{peer=\"gw-b\",outcome=\"connected\"}} {streams}, {{outcome=\"not-exported\"}} {refused}");
+        let streams = metrics
+            .tunnel_streams_total
+            .with_label_values(&["gw-b", "outbound", "connected"])
+            .get();
+        let refused = metrics
+            .tunnel_streams_total
+            .with_label_values(&["gw-b", "outbound", "not-exported"])
+            .get();
+        println!(
+            "metrics gw-a: strait_tunnel_streams_total{{peer=\"gw-b\",outcome=\"connected\"}} {streams}, {{outcome=\"not-exported\"}} {refused}"
+        );
         tally
     }
 
@@ -239,10 +319,14 @@ impl Demo {
 pub async fn h2c_get(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
     use http_body_util::BodyExt;
     let tcp = TcpStream::connect(addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await?;
     tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{host}/")).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let req = http::Request::get(format!("http://{host}/"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
     let body = resp.into_body().collect().await?.to_bytes();
@@ -250,7 +334,11 @@ pub async fn h2c_get(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
 }
 
 /// Connects with TLS (SNI [`TLS_HOST`], verified against `ca`), sends `line`, returns the reply.
-pub async fn tls_hello(addr: SocketAddr, ca: &std::path::Path, line: &str) -> anyhow::Result<String> {
+pub async fn tls_hello(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    line: &str,
+) -> anyhow::Result<String> {
     let roots = crate::tls::load_roots(ca)?;
     let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()?
@@ -259,7 +347,10 @@ pub async fn tls_hello(addr: SocketAddr, ca: &std::path::Path, line: &str) -> an
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from(TLS_HOST)?;
-    let mut tls = connector.connect(name, tcp).await.context("TLS handshake through the gateway")?;
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake through the gateway")?;
     tls.write_all(format!("{line}\n").as_bytes()).await?;
     let mut reply = String::new();
     BufReader::new(tls).read_line(&mut reply).await?;

@@ -79,10 +79,18 @@ impl Topology {
     }
 
     /// Adds a gateway on `ip`, reserving its admin and tunnel sockets and issuing its cert.
-    pub fn gateway(&mut self, name: &str, region: &str, zone: &str, ip: Ipv4Addr) -> anyhow::Result<&mut GatewayPlan> {
+    pub fn gateway(
+        &mut self,
+        name: &str,
+        region: &str,
+        zone: &str,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<&mut GatewayPlan> {
         let (admin_sock, admin) = reserve(ip)?;
         let (tunnel_sock, tunnel) = reserve(ip)?;
-        self.ca.issue_gateway(name, &IssueOptions::default())?.write(&self.dir, name)?;
+        self.ca
+            .issue_gateway(name, &IssueOptions::default())?
+            .write(&self.dir, name)?;
         self.gateways.push(GatewayPlan {
             name: name.to_owned(),
             region: region.to_owned(),
@@ -101,11 +109,17 @@ impl Topology {
     }
 
     pub fn get(&self, name: &str) -> &GatewayPlan {
-        self.gateways.iter().find(|g| g.name == name).expect("gateway in topology")
+        self.gateways
+            .iter()
+            .find(|g| g.name == name)
+            .expect("gateway in topology")
     }
 
     pub fn get_mut(&mut self, name: &str) -> &mut GatewayPlan {
-        self.gateways.iter_mut().find(|g| g.name == name).expect("gateway in topology")
+        self.gateways
+            .iter_mut()
+            .find(|g| g.name == name)
+            .expect("gateway in topology")
     }
 
     /// Path of a gateway's config file.
@@ -134,7 +148,11 @@ impl Topology {
     /// The TOML of one gateway.
     pub fn toml(&self, g: &GatewayPlan) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "[gateway]\nname = \"{}\"\nregion = \"{}\"\nzone = \"{}\"", g.name, g.region, g.zone);
+        let _ = writeln!(
+            t,
+            "[gateway]\nname = \"{}\"\nregion = \"{}\"\nzone = \"{}\"",
+            g.name, g.region, g.zone
+        );
         t.push_str(&g.gateway_extra);
         let _ = writeln!(t, "\n[admin]\nlisten = \"{}\"", g.admin);
         let _ = writeln!(
@@ -154,7 +172,9 @@ impl Topology {
         }
         for s in &g.services {
             let (name_ns, port) = s.key.rsplit_once(':').expect("service key has a port");
-            let (name, ns) = name_ns.split_once('.').expect("service key has a namespace");
+            let (name, ns) = name_ns
+                .split_once('.')
+                .expect("service key has a namespace");
             let _ = writeln!(
                 t,
                 "\n[[services]]\nname = \"{name}\"\nnamespace = \"{ns}\"\nport = {port}\nprotocol = \"{}\"\nexported = {}",
@@ -172,7 +192,11 @@ impl Topology {
             let _ = writeln!(t, "endpoints = [{}]", eps.join(", "));
         }
         for l in &g.listeners {
-            let _ = writeln!(t, "\n[[listeners]]\nname = \"{}\"\nprotocol = \"{}\"\nlisten = \"{}\"", l.name, l.protocol, l.address);
+            let _ = writeln!(
+                t,
+                "\n[[listeners]]\nname = \"{}\"\nprotocol = \"{}\"\nlisten = \"{}\"",
+                l.name, l.protocol, l.address
+            );
             if let Some(svc) = &l.service {
                 let _ = writeln!(t, "service = \"{svc}\"");
             }
@@ -183,7 +207,12 @@ impl Topology {
 
 impl GatewayPlan {
     /// Adds a local listener on this gateway's address, reserving its socket.
-    pub fn listener(&mut self, name: &str, protocol: &'static str, service: Option<&str>) -> anyhow::Result<SocketAddr> {
+    pub fn listener(
+        &mut self,
+        name: &str,
+        protocol: &'static str,
+        service: Option<&str>,
+    ) -> anyhow::Result<SocketAddr> {
         let (sock, address) = reserve(self.ip)?;
         self.sockets.push(sock);
         self.listeners.push(ListenerPlan {
@@ -196,7 +225,13 @@ impl GatewayPlan {
     }
 
     /// Adds a service.
-    pub fn service(&mut self, key: &str, protocol: &'static str, exported: bool, endpoints: Vec<(SocketAddr, String)>) -> &mut ServicePlan {
+    pub fn service(
+        &mut self,
+        key: &str,
+        protocol: &'static str,
+        exported: bool,
+        endpoints: Vec<(SocketAddr, String)>,
+    ) -> &mut ServicePlan {
         self.services.push(ServicePlan {
             key: key.to_owned(),
             protocol,
@@ -210,7 +245,11 @@ impl GatewayPlan {
 
     /// Address of a listener by name.
     pub fn listener_address(&self, name: &str) -> SocketAddr {
-        self.listeners.iter().find(|l| l.name == name).expect("listener in plan").address
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .expect("listener in plan")
+            .address
     }
 }
 

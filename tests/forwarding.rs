@@ -1,0 +1,274 @@
+//! Traffic through a real gateway pair: each listener kind, half-close, a 1 GiB transfer and
+//! a thousand concurrent connections.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use support::{Pair, TcpPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_h2c_tls_and_tcp_round_trips_cross_the_tunnel() {
+    let pair = Pair::start().await;
+    let http = pair.listener("http");
+    let expected = format!(
+        "-> web(version: zone-b1, ip: {})",
+        pair.demo.web.address().ip()
+    );
+
+    let (status, headers, body) = strait::demo::mocks::http_get(http, "web.default", "/x")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, expected);
+    assert_eq!(headers["strait-served-by"], "gw-b");
+
+    let fqdn = strait::demo::mocks::http_get(http, "web.default.svc.cluster.local:8080", "/")
+        .await
+        .unwrap();
+    assert_eq!(fqdn.2, expected);
+
+    assert_eq!(
+        strait::demo::h2c_get(http, "web.default").await.unwrap(),
+        expected
+    );
+
+    // TLS passthrough: the client verifies the backend's own certificate through two gateways.
+    let reply = strait::demo::tls_hello(pair.listener("tls"), &pair.ca_path(), "hi")
+        .await
+        .unwrap();
+    assert_eq!(reply, "hello from secure: hi");
+
+    let payload = vec![7u8; 100_000];
+    let back = strait::demo::echo_roundtrip(pair.listener("echo"), &payload)
+        .await
+        .unwrap();
+    assert_eq!(back, payload);
+
+    let a = pair.metrics("gw-a");
+    assert_eq!(
+        support::metric(
+            a,
+            "strait_requests_total",
+            &[("service", "web.default:8080"), ("outcome", "2xx")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        support::metric(
+            a,
+            "strait_connections_total",
+            &[
+                ("protocol", "tcp"),
+                ("service", "echo.default:9000"),
+                ("outcome", "ok")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        support::metric(
+            a,
+            "strait_connections_total",
+            &[
+                ("protocol", "tls"),
+                ("service", "secure.default:8443"),
+                ("outcome", "ok")
+            ]
+        ),
+        1.0
+    );
+    assert!(
+        support::metric(
+            a,
+            "strait_tunnel_sent_bytes_total",
+            &[("peer", "gw-b"), ("direction", "outbound")]
+        ) >= 100_000.0
+    );
+    let b = pair.metrics("gw-b");
+    assert!(
+        support::metric(
+            b,
+            "strait_tunnel_streams_total",
+            &[
+                ("peer", "gw-a"),
+                ("direction", "inbound"),
+                ("outcome", "connected")
+            ]
+        ) >= 5.0
+    );
+}
+
+/// A backend that reports what it saw: after the client's EOF it writes "got N" and, only
+/// then, closes — so the client's half-closed connection must still carry the reply.
+async fn half_close_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.20.21:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                tcp.read_to_end(&mut got).await.unwrap();
+                tcp.write_all(format!("got {}", got.len()).as_bytes())
+                    .await
+                    .unwrap();
+                tcp.shutdown().await.unwrap();
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_crosses_the_tunnel_both_ways() {
+    let pair = Pair::start().await;
+    // Client half-closes first; the server answers afterwards (client → server direction).
+    let echo = pair.listener("echo");
+    let mut tcp = TcpStream::connect(echo).await.unwrap();
+    tcp.write_all(b"abc").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tcp.read_to_end(&mut back).await.unwrap();
+    assert_eq!(
+        back, b"abc",
+        "echo finished after the client's FIN crossed the tunnel"
+    );
+
+    // Server half-closes first while the client keeps sending (server → client direction):
+    // an upstream that speaks, closes its write side, then still reads.
+    let listener = TcpListener::bind("127.0.20.22:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        tcp.write_all(b"banner").await.unwrap();
+        tcp.shutdown().await.unwrap(); // FIN towards the client, read side stays open
+        let mut rest = Vec::new();
+        tcp.read_to_end(&mut rest).await.unwrap();
+        rest
+    });
+    let gw = TcpPair::start(addr).await;
+    let mut tcp = TcpStream::connect(gw.listen).await.unwrap();
+    let mut banner = Vec::new();
+    tcp.read_to_end(&mut banner).await.unwrap();
+    assert_eq!(
+        banner, b"banner",
+        "EOF from the server arrived while our side is open"
+    );
+    tcp.write_all(b"still talking").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    assert_eq!(server.await.unwrap(), b"still talking");
+
+    let (addr, _task) = half_close_server().await;
+    let gw2 = TcpPair::start(addr).await;
+    let mut tcp = TcpStream::connect(gw2.listen).await.unwrap();
+    tcp.write_all(&[1u8; 5000]).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).await.unwrap();
+    assert_eq!(reply, "got 5000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gibibyte_arrives_intact() {
+    const TOTAL: usize = 1 << 30;
+    strait::tls::install_default_provider();
+    // A sink that hashes everything it receives and answers with the digest.
+    let listener = TcpListener::bind("127.0.20.23:0").await.unwrap();
+    let sink = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        tcp.write_all(ctx.finish().as_ref()).await.unwrap();
+        tcp.shutdown().await.unwrap();
+    });
+    let gateways = TcpPair::start(sink).await;
+
+    let mut tcp = TcpStream::connect(gateways.listen).await.unwrap();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut block = vec![0u8; 1 << 20];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..TOTAL / block.len() {
+        // xorshift: cheap bytes that differ block to block, so reordering would show.
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        ctx.update(&block);
+        tcp.write_all(&block).await.unwrap();
+    }
+    tcp.shutdown().await.unwrap();
+    let mut digest_back = Vec::new();
+    tcp.read_to_end(&mut digest_back).await.unwrap();
+    assert_eq!(
+        digest_back,
+        ctx.finish().as_ref(),
+        "SHA-256 of 1 GiB matches after the tunnel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_through_one_pair() {
+    let pair = Pair::start().await;
+    let echo = pair.listener("echo");
+    // Open all thousand first, so they are truly concurrent, then talk on each.
+    let mut conns = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        conns.push(TcpStream::connect(echo).await.unwrap());
+    }
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut tcp)| {
+            tokio::spawn(async move {
+                let msg = format!("connection {i}");
+                tcp.write_all(msg.as_bytes()).await.unwrap();
+                tcp.shutdown().await.unwrap();
+                let mut back = String::new();
+                tcp.read_to_string(&mut back).await.unwrap();
+                assert_eq!(back, msg);
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("in time")
+            .expect("task ok");
+    }
+    let a = pair.metrics("gw-a");
+    assert_eq!(
+        support::metric(
+            a,
+            "strait_connections_total",
+            &[
+                ("protocol", "tcp"),
+                ("service", "echo.default:9000"),
+                ("outcome", "ok")
+            ]
+        ),
+        1000.0
+    );
+    // A thousand streams need ten connections at the default cap of 100 streams each.
+    let conns = support::metric(
+        a,
+        "strait_tunnel_connections",
+        &[("peer", "gw-b"), ("direction", "outbound")],
+    );
+    assert!(
+        conns >= 2.0,
+        "the pool grew past one connection under the stream cap ({conns})"
+    );
+}
