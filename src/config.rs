@@ -126,6 +126,129 @@ pub struct ServiceConfig {
     pub idle_timeout: Duration,
     /// Static endpoints in this gateway's region.
     pub endpoints: Vec<EndpointConfig>,
+    /// Envoy-style outlier detection for this service's endpoints and peers.
+    pub outlier_detection: OutlierConfig,
+    /// How load is spread between and within locality tiers.
+    pub load_balancer: LoadBalancerConfig,
+    /// Connect-failure retries, and for `http` services the request retry policy.
+    pub retry: RetryConfig,
+    /// Optional active health checking of local endpoints.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// Outlier detection, with Istio DestinationRule field names in snake_case and Envoy's
+/// defaults. Percentages are 0..=100; `success_rate_stdev_factor` is in thousandths (1900 = 1.9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierConfig {
+    /// 5xx in a row that eject (0 = off). Without split, connect failures count as 503 and
+    /// connect timeouts as 504. Default 5.
+    pub consecutive_5xx_errors: u32,
+    /// 502/503/504 in a row that eject (0 = off). Default 0.
+    pub consecutive_gateway_errors: u32,
+    /// Count connect failures separately from responses. Default false.
+    pub split_external_local_origin_errors: bool,
+    /// Connect failures in a row that eject, when split. Default 5.
+    pub consecutive_local_origin_failures: u32,
+    /// Statistical sweep period (and backoff decay period). Default 10s.
+    pub interval: Duration,
+    /// Ejection time = min(base × backoff, max_ejection_time) + jitter. Default 30s.
+    pub base_ejection_time: Duration,
+    /// Default max(300s, base_ejection_time).
+    pub max_ejection_time: Duration,
+    /// Random extra ejection time in [0, jitter]. Default 0s.
+    pub max_ejection_time_jitter: Duration,
+    /// Cap on ejected hosts, applied per tier; one host may always be ejected. Default 10.
+    pub max_ejection_percent: u32,
+    /// Probability (%) a consecutive-5xx detection is enforced. Default 100.
+    pub enforcing_consecutive_5xx: u32,
+    /// Default 100 (Istio enforces gateway errors when the threshold is set).
+    pub enforcing_consecutive_gateway_errors: u32,
+    /// Default 100.
+    pub enforcing_consecutive_local_origin_failures: u32,
+    /// Default 5.
+    pub success_rate_minimum_hosts: u32,
+    /// Requests per host per interval to be judged by success rate. Default 100.
+    pub success_rate_request_volume: u32,
+    /// Default 1900.
+    pub success_rate_stdev_factor: u32,
+    /// Default 100.
+    pub enforcing_success_rate: u32,
+    /// Default 85.
+    pub failure_percentage_threshold: u32,
+    /// Default 5.
+    pub failure_percentage_minimum_hosts: u32,
+    /// Default 50.
+    pub failure_percentage_request_volume: u32,
+    /// Default 0 (off), as in Envoy.
+    pub enforcing_failure_percentage: u32,
+}
+
+/// Balancing between tiers (Envoy priorities) and within one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancerConfig {
+    pub policy: LbPolicy,
+    /// Envoy's overprovisioning factor in percent: tier health = min(100, factor × healthy%).
+    /// Default 140.
+    pub overprovisioning_factor: u32,
+}
+
+/// Choice of endpoint within a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    /// Weighted least-request, power of two choices (default).
+    LeastRequest,
+    RoundRobin,
+}
+
+/// Retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Upstream connect attempts per connection or request, across endpoints and tiers,
+    /// before giving up. Connect failures are always retried within this budget. Default 5.
+    pub connect_attempts: u32,
+    /// `http` only: extra attempts of a whole request whose response matched `retry_on`
+    /// (idempotent methods without a body only). Default 2.
+    pub attempts: u32,
+    /// `http` only: which responses are retried: `5xx`, `gateway-error` (502/503/504),
+    /// `reset` (upstream closed before answering), or individual codes like `503`.
+    /// Default `["gateway-error", "reset"]`.
+    pub retry_on: Vec<RetryOn>,
+    /// Base of the jittered exponential backoff between request retries. Default 25ms.
+    pub backoff_base: Duration,
+    /// Ceiling of that backoff. Default 250ms.
+    pub backoff_max: Duration,
+}
+
+/// A condition under which an HTTP request is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    Status5xx,
+    GatewayError,
+    Reset,
+    Status(u16),
+}
+
+/// Active health checking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    /// Default 5s.
+    pub interval: Duration,
+    /// Default 1s.
+    pub timeout: Duration,
+    /// Passes needed to mark an unhealthy endpoint healthy. Default 1.
+    pub healthy_threshold: u32,
+    /// Failures needed to mark a healthy endpoint unhealthy. Default 3.
+    pub unhealthy_threshold: u32,
+}
+
+/// How an endpoint is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// A TCP connect that succeeds.
+    Tcp,
+    /// `GET path` answering 2xx.
+    Http { path: String },
 }
 
 /// One static endpoint of a service.
