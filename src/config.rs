@@ -294,6 +294,62 @@ impl Config {
     }
 }
 
+// === impl OutlierConfig ===
+
+/// Envoy's outlier detection defaults, as each field documents. `max_ejection_time` is 300s,
+/// which is max(300s, base_ejection_time) for the default base of 30s.
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_5xx_errors: 5,
+            consecutive_gateway_errors: 0,
+            split_external_local_origin_errors: false,
+            consecutive_local_origin_failures: 5,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_time_jitter: Duration::ZERO,
+            max_ejection_percent: 10,
+            enforcing_consecutive_5xx: 100,
+            enforcing_consecutive_gateway_errors: 100,
+            enforcing_consecutive_local_origin_failures: 100,
+            success_rate_minimum_hosts: 5,
+            success_rate_request_volume: 100,
+            success_rate_stdev_factor: 1900,
+            enforcing_success_rate: 100,
+            failure_percentage_threshold: 85,
+            failure_percentage_minimum_hosts: 5,
+            failure_percentage_request_volume: 50,
+            enforcing_failure_percentage: 0,
+        }
+    }
+}
+
+// === impl LoadBalancerConfig ===
+
+impl Default for LoadBalancerConfig {
+    fn default() -> Self {
+        LoadBalancerConfig {
+            policy: LbPolicy::LeastRequest,
+            overprovisioning_factor: 140,
+        }
+    }
+}
+
+// === impl RetryConfig ===
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            connect_attempts: 5,
+            attempts: 2,
+            retry_on: vec![RetryOn::GatewayError, RetryOn::Reset],
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(250),
+        }
+    }
+}
+
 // === impl Protocol ===
 
 impl fmt::Display for Protocol {

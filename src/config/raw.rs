@@ -3,14 +3,16 @@
 //! Every struct denies unknown keys, so a typo is an error naming the expected keys rather than
 //! a silently ignored setting. Values whose checks need context (addresses, names, ports,
 //! references between sections) are kept as written here and checked by `validate`, which can
-//! then name the key path and explain what was expected. All defaults live in [`defaults`].
+//! then name the key path and explain what was expected. Defaults live in [`defaults`], except
+//! those of `outlier_detection`, `load_balancer` and `retry`, which are the `Default` impls of
+//! the validated [`OutlierConfig`], [`LoadBalancerConfig`] and [`RetryConfig`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Protocol};
+use super::{ConfigError, LbPolicy, LoadBalancerConfig, OutlierConfig, Protocol, RetryConfig};
 
 /// The whole configuration file. Only `[gateway]` and `[tls]` are required.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -149,6 +151,123 @@ pub struct ServiceSection {
     /// Static endpoints.
     #[serde(default)]
     pub endpoints: Vec<EndpointSection>,
+    /// `[services.outlier_detection]`.
+    #[serde(default)]
+    pub outlier_detection: OutlierSection,
+    /// `[services.load_balancer]`.
+    #[serde(default)]
+    pub load_balancer: LoadBalancerSection,
+    /// `[services.retry]`.
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// `[services.health_check]`; no active health checking when omitted.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
+}
+
+/// `[services.outlier_detection]`: Istio's field names in snake_case, Envoy's defaults (those
+/// of [`OutlierConfig`]). Counts are `i64` so that validation reports a bad value with its key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSection {
+    pub consecutive_5xx_errors: i64,
+    pub consecutive_gateway_errors: i64,
+    pub split_external_local_origin_errors: bool,
+    pub consecutive_local_origin_failures: i64,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub base_ejection_time: Duration,
+    /// `None` means max(300s, `base_ejection_time`), as in Envoy.
+    #[serde(with = "humantime_serde")]
+    pub max_ejection_time: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection_time_jitter: Duration,
+    pub max_ejection_percent: i64,
+    pub enforcing_consecutive_5xx: i64,
+    pub enforcing_consecutive_gateway_errors: i64,
+    pub enforcing_consecutive_local_origin_failures: i64,
+    pub success_rate_minimum_hosts: i64,
+    pub success_rate_request_volume: i64,
+    pub success_rate_stdev_factor: i64,
+    pub enforcing_success_rate: i64,
+    pub failure_percentage_threshold: i64,
+    pub failure_percentage_minimum_hosts: i64,
+    pub failure_percentage_request_volume: i64,
+    pub enforcing_failure_percentage: i64,
+}
+
+/// `[services.load_balancer]`; defaults are those of [`LoadBalancerConfig`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadBalancerSection {
+    /// Choice of endpoint within a tier.
+    pub policy: LbPolicyName,
+    /// Envoy's overprovisioning factor, in percent.
+    pub overprovisioning_factor: i64,
+}
+
+/// `policy = "least_request" | "round_robin"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicyName {
+    /// Weighted least-request, power of two choices.
+    LeastRequest,
+    /// Weighted round robin.
+    RoundRobin,
+}
+
+/// `[services.retry]`; defaults are those of [`RetryConfig`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySection {
+    /// Upstream connect attempts per connection or request.
+    pub connect_attempts: i64,
+    /// `http` only: extra attempts of a whole request.
+    pub attempts: i64,
+    /// `http` only: `"5xx"`, `"gateway-error"`, `"reset"` or a status code such as `"503"`.
+    /// `None` (omitted) means the default; an explicit list is kept apart so that validation
+    /// can reject one on a service that does not retry requests.
+    pub retry_on: Option<Vec<String>>,
+    /// Base of the request retry backoff.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Ceiling of the request retry backoff.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+/// `[services.health_check]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// How endpoints are checked. Required.
+    pub kind: HealthCheckKindName,
+    /// Request path of an `http` check; required for `http`, not allowed for `tcp`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Check period.
+    #[serde(default = "defaults::health_check_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Limit on one check.
+    #[serde(default = "defaults::health_check_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Passes that mark an unhealthy endpoint healthy.
+    #[serde(default = "defaults::healthy_threshold")]
+    pub healthy_threshold: i64,
+    /// Failures that mark a healthy endpoint unhealthy.
+    #[serde(default = "defaults::unhealthy_threshold")]
+    pub unhealthy_threshold: i64,
+}
+
+/// `kind = "tcp" | "http"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKindName {
+    /// A TCP connect.
+    Tcp,
+    /// `GET path`, expecting 2xx.
+    Http,
 }
 
 /// One entry of `services[].endpoints`.
@@ -265,6 +384,26 @@ pub mod defaults {
     pub fn weight() -> i64 {
         1
     }
+
+    /// `services[].health_check.interval`.
+    pub fn health_check_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// `services[].health_check.timeout`.
+    pub fn health_check_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// `services[].health_check.healthy_threshold`.
+    pub fn healthy_threshold() -> i64 {
+        1
+    }
+
+    /// `services[].health_check.unhealthy_threshold`.
+    pub fn unhealthy_threshold() -> i64 {
+        3
+    }
 }
 
 // === impl FileConfig ===
@@ -306,6 +445,90 @@ impl Default for TunnelSection {
             connections_per_peer: defaults::connections_per_peer(),
             reconnect_backoff_min: defaults::reconnect_backoff_min(),
             reconnect_backoff_max: defaults::reconnect_backoff_max(),
+        }
+    }
+}
+
+// === impl OutlierSection ===
+
+/// An omitted section or key takes [`OutlierConfig`]'s default.
+impl Default for OutlierSection {
+    fn default() -> Self {
+        let d = OutlierConfig::default();
+        OutlierSection {
+            consecutive_5xx_errors: d.consecutive_5xx_errors.into(),
+            consecutive_gateway_errors: d.consecutive_gateway_errors.into(),
+            split_external_local_origin_errors: d.split_external_local_origin_errors,
+            consecutive_local_origin_failures: d.consecutive_local_origin_failures.into(),
+            interval: d.interval,
+            base_ejection_time: d.base_ejection_time,
+            // Derived from base_ejection_time, which may be set on its own.
+            max_ejection_time: None,
+            max_ejection_time_jitter: d.max_ejection_time_jitter,
+            max_ejection_percent: d.max_ejection_percent.into(),
+            enforcing_consecutive_5xx: d.enforcing_consecutive_5xx.into(),
+            enforcing_consecutive_gateway_errors: d.enforcing_consecutive_gateway_errors.into(),
+            enforcing_consecutive_local_origin_failures: d
+                .enforcing_consecutive_local_origin_failures
+                .into(),
+            success_rate_minimum_hosts: d.success_rate_minimum_hosts.into(),
+            success_rate_request_volume: d.success_rate_request_volume.into(),
+            success_rate_stdev_factor: d.success_rate_stdev_factor.into(),
+            enforcing_success_rate: d.enforcing_success_rate.into(),
+            failure_percentage_threshold: d.failure_percentage_threshold.into(),
+            failure_percentage_minimum_hosts: d.failure_percentage_minimum_hosts.into(),
+            failure_percentage_request_volume: d.failure_percentage_request_volume.into(),
+            enforcing_failure_percentage: d.enforcing_failure_percentage.into(),
+        }
+    }
+}
+
+// === impl LoadBalancerSection ===
+
+/// An omitted section or key takes [`LoadBalancerConfig`]'s default.
+impl Default for LoadBalancerSection {
+    fn default() -> Self {
+        let d = LoadBalancerConfig::default();
+        LoadBalancerSection {
+            policy: d.policy.into(),
+            overprovisioning_factor: d.overprovisioning_factor.into(),
+        }
+    }
+}
+
+// === impl LbPolicyName ===
+
+impl From<LbPolicyName> for LbPolicy {
+    fn from(p: LbPolicyName) -> Self {
+        match p {
+            LbPolicyName::LeastRequest => LbPolicy::LeastRequest,
+            LbPolicyName::RoundRobin => LbPolicy::RoundRobin,
+        }
+    }
+}
+
+impl From<LbPolicy> for LbPolicyName {
+    fn from(p: LbPolicy) -> Self {
+        match p {
+            LbPolicy::LeastRequest => LbPolicyName::LeastRequest,
+            LbPolicy::RoundRobin => LbPolicyName::RoundRobin,
+        }
+    }
+}
+
+// === impl RetrySection ===
+
+/// An omitted section or key takes [`RetryConfig`]'s default (`retry_on` stays `None` and is
+/// filled in by validation).
+impl Default for RetrySection {
+    fn default() -> Self {
+        let d = RetryConfig::default();
+        RetrySection {
+            connect_attempts: d.connect_attempts.into(),
+            attempts: d.attempts.into(),
+            retry_on: None,
+            backoff_base: d.backoff_base,
+            backoff_max: d.backoff_max,
         }
     }
 }

@@ -13,18 +13,28 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    EndpointSection, FileConfig, GatewaySection, ListenerSection, PeerSection, ServiceSection,
-    TlsSection, TunnelSection,
+    EndpointSection, FileConfig, GatewaySection, HealthCheckKindName, HealthCheckSection,
+    ListenerSection, LoadBalancerSection, OutlierSection, PeerSection, RetrySection,
+    ServiceSection, TlsSection, TunnelSection,
 };
 use super::{
-    AdminConfig, Config, ConfigError, EndpointConfig, GatewayConfig, ListenerConfig, PeerConfig,
-    Protocol, ServiceConfig, ServiceKey, TlsConfig, TunnelConfig, is_dns_label,
+    AdminConfig, Config, ConfigError, EndpointConfig, GatewayConfig, HealthCheckConfig,
+    HealthCheckKind, ListenerConfig, LoadBalancerConfig, OutlierConfig, PeerConfig, Protocol,
+    RetryConfig, RetryOn, ServiceConfig, ServiceKey, TlsConfig, TunnelConfig, is_dns_label,
 };
 use crate::identity::{IdentityError, PeerIdentity};
 
 const DNS_LABEL: &str =
     "a DNS label: 1-63 lower-case letters, digits or '-', not starting or ending with '-'";
 const LISTEN_ADDR: &str = "an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"";
+const RETRY_ON: &str = "\"5xx\", \"gateway-error\", \"reset\" or a status code 500-599 written \
+                        as a string, e.g. \"503\"";
+/// Envoy's floor of the default `max_ejection_time`.
+const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+/// Highest `retry.attempts`.
+const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Highest `load_balancer.overprovisioning_factor`.
+const MAX_OVERPROVISIONING_FACTOR: u32 = 1000;
 
 /// Checks `raw`, read from `path`, and converts it into a [`Config`].
 pub(super) fn validate(raw: FileConfig, path: &Path) -> Result<Config, ConfigError> {
@@ -202,9 +212,10 @@ impl<'a> Validator<'a> {
             .enumerate()
             .map(|(j, e)| self.endpoint(&format!("{key}.endpoints[{j}]"), e, gateway))
             .collect::<Result<_, _>>()?;
+        let protocol = Protocol::from(raw.protocol);
         Ok(ServiceConfig {
             key: service_key,
-            protocol: raw.protocol.into(),
+            protocol,
             exported: raw.exported,
             hosts,
             connect_timeout: self
@@ -212,6 +223,239 @@ impl<'a> Validator<'a> {
             // Zero would close every connection as soon as it opens.
             idle_timeout: self.nonzero(&format!("{key}.idle_timeout"), raw.idle_timeout)?,
             endpoints,
+            outlier_detection: self
+                .outlier(&format!("{key}.outlier_detection"), raw.outlier_detection)?,
+            load_balancer: self
+                .load_balancer(&format!("{key}.load_balancer"), raw.load_balancer)?,
+            retry: self.retry(&format!("{key}.retry"), raw.retry, protocol)?,
+            health_check: raw
+                .health_check
+                .map(|h| self.health_check(&format!("{key}.health_check"), h))
+                .transpose()?,
+        })
+    }
+
+    fn outlier(&self, key: &str, raw: OutlierSection) -> Result<OutlierConfig, ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        let interval = self.nonzero(&k("interval"), raw.interval)?;
+        let base_ejection_time = self.nonzero(&k("base_ejection_time"), raw.base_ejection_time)?;
+        let max_ejection_time = match raw.max_ejection_time {
+            None => base_ejection_time.max(DEFAULT_MAX_EJECTION_TIME),
+            // Envoy rejects a ceiling below the base rather than clamping either.
+            Some(max) if max < base_ejection_time => {
+                return Err(self.invalid(
+                    &k("max_ejection_time"),
+                    duration_value(max),
+                    format!(
+                        "at least {} ({})",
+                        k("base_ejection_time"),
+                        duration_value(base_ejection_time)
+                    ),
+                ));
+            }
+            Some(max) => max,
+        };
+        Ok(OutlierConfig {
+            consecutive_5xx_errors: self
+                .number(&k("consecutive_5xx_errors"), raw.consecutive_5xx_errors)?,
+            consecutive_gateway_errors: self.number(
+                &k("consecutive_gateway_errors"),
+                raw.consecutive_gateway_errors,
+            )?,
+            split_external_local_origin_errors: raw.split_external_local_origin_errors,
+            consecutive_local_origin_failures: self.number(
+                &k("consecutive_local_origin_failures"),
+                raw.consecutive_local_origin_failures,
+            )?,
+            interval,
+            base_ejection_time,
+            max_ejection_time,
+            max_ejection_time_jitter: raw.max_ejection_time_jitter,
+            max_ejection_percent: self
+                .percent(&k("max_ejection_percent"), raw.max_ejection_percent)?,
+            enforcing_consecutive_5xx: self.percent(
+                &k("enforcing_consecutive_5xx"),
+                raw.enforcing_consecutive_5xx,
+            )?,
+            enforcing_consecutive_gateway_errors: self.percent(
+                &k("enforcing_consecutive_gateway_errors"),
+                raw.enforcing_consecutive_gateway_errors,
+            )?,
+            enforcing_consecutive_local_origin_failures: self.percent(
+                &k("enforcing_consecutive_local_origin_failures"),
+                raw.enforcing_consecutive_local_origin_failures,
+            )?,
+            success_rate_minimum_hosts: self.number(
+                &k("success_rate_minimum_hosts"),
+                raw.success_rate_minimum_hosts,
+            )?,
+            success_rate_request_volume: self.number(
+                &k("success_rate_request_volume"),
+                raw.success_rate_request_volume,
+            )?,
+            success_rate_stdev_factor: self.number(
+                &k("success_rate_stdev_factor"),
+                raw.success_rate_stdev_factor,
+            )?,
+            enforcing_success_rate: self
+                .percent(&k("enforcing_success_rate"), raw.enforcing_success_rate)?,
+            failure_percentage_threshold: self.percent(
+                &k("failure_percentage_threshold"),
+                raw.failure_percentage_threshold,
+            )?,
+            failure_percentage_minimum_hosts: self.number(
+                &k("failure_percentage_minimum_hosts"),
+                raw.failure_percentage_minimum_hosts,
+            )?,
+            failure_percentage_request_volume: self.number(
+                &k("failure_percentage_request_volume"),
+                raw.failure_percentage_request_volume,
+            )?,
+            enforcing_failure_percentage: self.percent(
+                &k("enforcing_failure_percentage"),
+                raw.enforcing_failure_percentage,
+            )?,
+        })
+    }
+
+    fn load_balancer(
+        &self,
+        key: &str,
+        raw: LoadBalancerSection,
+    ) -> Result<LoadBalancerConfig, ConfigError> {
+        let factor = raw.overprovisioning_factor;
+        let overprovisioning_factor = u32::try_from(factor)
+            .ok()
+            .filter(|f| (1..=MAX_OVERPROVISIONING_FACTOR).contains(f))
+            .ok_or_else(|| {
+                self.invalid(
+                    &format!("{key}.overprovisioning_factor"),
+                    factor.to_string(),
+                    format!(
+                        "a percentage 1-{MAX_OVERPROVISIONING_FACTOR} (Envoy's default is 140)"
+                    ),
+                )
+            })?;
+        Ok(LoadBalancerConfig {
+            policy: raw.policy.into(),
+            overprovisioning_factor,
+        })
+    }
+
+    fn retry(
+        &self,
+        key: &str,
+        raw: RetrySection,
+        protocol: Protocol,
+    ) -> Result<RetryConfig, ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        let connect_attempts = self.count(&k("connect_attempts"), raw.connect_attempts)?;
+        let attempts = u32::try_from(raw.attempts)
+            .ok()
+            .filter(|n| *n <= MAX_RETRY_ATTEMPTS)
+            .ok_or_else(|| {
+                self.invalid(
+                    &k("attempts"),
+                    raw.attempts.to_string(),
+                    format!("a number 0-{MAX_RETRY_ATTEMPTS}"),
+                )
+            })?;
+        let retry_on = match raw.retry_on {
+            None => RetryConfig::default().retry_on,
+            Some(list) => {
+                if protocol != Protocol::Http && !list.is_empty() {
+                    return Err(self.invalid(
+                        &k("retry_on"),
+                        list_value(&list),
+                        format!(
+                            "no retry_on on a protocol = \"{protocol}\" service: only http \
+                             services retry whole requests; connect failures are always retried \
+                             (up to {})",
+                            k("connect_attempts")
+                        ),
+                    ));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        parse_retry_on(v).ok_or_else(|| {
+                            self.invalid(&k(&format!("retry_on[{j}]")), quote(v), RETRY_ON)
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        if raw.backoff_base > raw.backoff_max {
+            return Err(self.invalid(
+                &k("backoff_base"),
+                duration_value(raw.backoff_base),
+                format!(
+                    "at most {} ({})",
+                    k("backoff_max"),
+                    duration_value(raw.backoff_max)
+                ),
+            ));
+        }
+        Ok(RetryConfig {
+            connect_attempts,
+            attempts,
+            retry_on,
+            backoff_base: raw.backoff_base,
+            backoff_max: raw.backoff_max,
+        })
+    }
+
+    fn health_check(
+        &self,
+        key: &str,
+        raw: HealthCheckSection,
+    ) -> Result<HealthCheckConfig, ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        let kind = match (raw.kind, raw.path) {
+            (HealthCheckKindName::Http, Some(path)) => {
+                let valid =
+                    path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok();
+                if !valid {
+                    return Err(self.invalid(
+                        &k("path"),
+                        quote(&path),
+                        "a request path starting with '/', e.g. \"/healthz\"",
+                    ));
+                }
+                HealthCheckKind::Http { path }
+            }
+            (HealthCheckKindName::Http, None) => {
+                return Err(self.invalid(
+                    &k("path"),
+                    "(not set)".to_owned(),
+                    "a request path starting with '/' for kind = \"http\", e.g. \"/healthz\"",
+                ));
+            }
+            (HealthCheckKindName::Tcp, Some(path)) => {
+                return Err(self.invalid(
+                    &k("path"),
+                    quote(&path),
+                    "no path for kind = \"tcp\", which only connects; kind = \"http\" \
+                     requests a path",
+                ));
+            }
+            (HealthCheckKindName::Tcp, None) => HealthCheckKind::Tcp,
+        };
+        let interval = self.nonzero(&k("interval"), raw.interval)?;
+        let timeout = self.nonzero(&k("timeout"), raw.timeout)?;
+        if timeout > interval {
+            return Err(self.invalid(
+                &k("timeout"),
+                duration_value(timeout),
+                format!("at most {} ({})", k("interval"), duration_value(interval)),
+            ));
+        }
+        Ok(HealthCheckConfig {
+            kind,
+            interval,
+            timeout,
+            healthy_threshold: self.count(&k("healthy_threshold"), raw.healthy_threshold)?,
+            unhealthy_threshold: self.count(&k("unhealthy_threshold"), raw.unhealthy_threshold)?,
         })
     }
 
@@ -466,6 +710,19 @@ impl<'a> Validator<'a> {
             .ok_or_else(|| self.invalid(key, value.to_string(), format!("a number 1-{}", u32::MAX)))
     }
 
+    /// A count where 0 means "off" or "no minimum".
+    fn number(&self, key: &str, value: i64) -> Result<u32, ConfigError> {
+        u32::try_from(value)
+            .map_err(|_| self.invalid(key, value.to_string(), format!("a number 0-{}", u32::MAX)))
+    }
+
+    fn percent(&self, key: &str, value: i64) -> Result<u32, ConfigError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| self.invalid(key, value.to_string(), "a percentage 0-100"))
+    }
+
     fn nonzero(&self, key: &str, value: Duration) -> Result<Duration, ConfigError> {
         if value.is_zero() {
             Err(self.invalid(
@@ -558,6 +815,28 @@ fn is_host_port(s: &str) -> bool {
     port_ok && host_ok
 }
 
+/// `"5xx"`, `"gateway-error"`, `"reset"` or a 5xx status code such as `"503"`, as Envoy's
+/// `retry_on` and `retriable_status_codes` spell them.
+fn parse_retry_on(s: &str) -> Option<RetryOn> {
+    match s {
+        "5xx" => Some(RetryOn::Status5xx),
+        "gateway-error" => Some(RetryOn::GatewayError),
+        "reset" => Some(RetryOn::Reset),
+        code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) => code
+            .parse()
+            .ok()
+            .filter(|c| (500..=599).contains(c))
+            .map(RetryOn::Status),
+        _ => None,
+    }
+}
+
+/// A list of strings as TOML would show it.
+fn list_value(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// A string value as TOML would show it, quoted.
 fn quote(s: &str) -> String {
     format!("{s:?}")
@@ -570,6 +849,7 @@ fn duration_value(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LbPolicy;
 
     const MINIMAL: &str = r#"
         [gateway]
@@ -764,6 +1044,358 @@ mod tests {
             "fd00::2:1",
         ] {
             assert!(!is_host_port(bad), "{bad}");
+        }
+    }
+
+    /// One `[[services]]` entry of `protocol`, followed by `tables` (its sub-tables).
+    fn service_with(protocol: &str, tables: &str) -> String {
+        with(&format!(
+            "[[services]]\nname = \"web\"\nport = 8080\nprotocol = \"{protocol}\"\n{tables}"
+        ))
+    }
+
+    fn only_service(text: &str) -> ServiceConfig {
+        parse(text).unwrap().services.remove(0)
+    }
+
+    #[test]
+    fn failover_tables_default_to_envoy() {
+        let s = only_service(&service_with("http", ""));
+        let o = &s.outlier_detection;
+        assert_eq!(*o, OutlierConfig::default());
+        assert_eq!(o.consecutive_5xx_errors, 5);
+        assert_eq!(o.consecutive_gateway_errors, 0);
+        assert!(!o.split_external_local_origin_errors);
+        assert_eq!(o.interval, Duration::from_secs(10));
+        assert_eq!(o.base_ejection_time, Duration::from_secs(30));
+        assert_eq!(o.max_ejection_time, Duration::from_secs(300));
+        assert_eq!(o.max_ejection_percent, 10);
+        assert_eq!(o.success_rate_stdev_factor, 1900);
+        assert_eq!(o.enforcing_failure_percentage, 0);
+        assert_eq!(s.load_balancer, LoadBalancerConfig::default());
+        assert_eq!(s.load_balancer.policy, LbPolicy::LeastRequest);
+        assert_eq!(s.load_balancer.overprovisioning_factor, 140);
+        assert_eq!(s.retry, RetryConfig::default());
+        assert_eq!(s.retry.connect_attempts, 5);
+        assert_eq!(s.retry.attempts, 2);
+        assert_eq!(s.retry.retry_on, [RetryOn::GatewayError, RetryOn::Reset]);
+        assert_eq!(s.retry.backoff_base, Duration::from_millis(25));
+        assert_eq!(s.retry.backoff_max, Duration::from_millis(250));
+        assert_eq!(s.health_check, None);
+
+        let empty = only_service(&service_with(
+            "http",
+            "[services.outlier_detection]\n[services.load_balancer]\n[services.retry]",
+        ));
+        assert_eq!(empty, s);
+    }
+
+    #[test]
+    fn max_ejection_time_defaults_to_at_least_base() {
+        let max = |tables: &str| {
+            only_service(&service_with("http", tables))
+                .outlier_detection
+                .max_ejection_time
+        };
+        let t = "[services.outlier_detection]\n";
+        assert_eq!(
+            max(&format!("{t}base_ejection_time = \"10m\"")),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            max(&format!("{t}base_ejection_time = \"1m\"")),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            max(&format!("{t}base_ejection_time = \"5m\"")),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            max(&format!(
+                "{t}base_ejection_time = \"1m\"\nmax_ejection_time = \"1m\""
+            )),
+            Duration::from_secs(60)
+        );
+        let e = error(&service_with(
+            "http",
+            &format!("{t}base_ejection_time = \"10m\"\nmax_ejection_time = \"5m\""),
+        ));
+        assert_eq!(
+            e,
+            "conf/gw.toml: services[0].outlier_detection.max_ejection_time = \"5m\": expected \
+             at least services[0].outlier_detection.base_ejection_time (\"10m\")"
+        );
+    }
+
+    #[test]
+    fn every_failover_key_is_read() {
+        let s = only_service(&service_with(
+            "http",
+            r#"
+            [services.outlier_detection]
+            consecutive_5xx_errors = 1
+            consecutive_gateway_errors = 2
+            split_external_local_origin_errors = true
+            consecutive_local_origin_failures = 3
+            interval = "30s"
+            base_ejection_time = "5m"
+            max_ejection_time = "10m"
+            max_ejection_time_jitter = "1s"
+            max_ejection_percent = 100
+            enforcing_consecutive_5xx = 90
+            enforcing_consecutive_gateway_errors = 80
+            enforcing_consecutive_local_origin_failures = 70
+            success_rate_minimum_hosts = 4
+            success_rate_request_volume = 60
+            success_rate_stdev_factor = 1500
+            enforcing_success_rate = 50
+            failure_percentage_threshold = 40
+            failure_percentage_minimum_hosts = 6
+            failure_percentage_request_volume = 30
+            enforcing_failure_percentage = 20
+
+            [services.load_balancer]
+            policy = "round_robin"
+            overprovisioning_factor = 100
+
+            [services.retry]
+            connect_attempts = 1
+            attempts = 0
+            retry_on = ["5xx", "gateway-error", "reset", "503"]
+            backoff_base = "10ms"
+            backoff_max = "10ms"
+
+            [services.health_check]
+            kind = "http"
+            path = "/healthz?full=1"
+            interval = "2s"
+            timeout = "2s"
+            healthy_threshold = 2
+            unhealthy_threshold = 4
+            "#,
+        ));
+        assert_eq!(
+            s.outlier_detection,
+            OutlierConfig {
+                consecutive_5xx_errors: 1,
+                consecutive_gateway_errors: 2,
+                split_external_local_origin_errors: true,
+                consecutive_local_origin_failures: 3,
+                interval: Duration::from_secs(30),
+                base_ejection_time: Duration::from_secs(300),
+                max_ejection_time: Duration::from_secs(600),
+                max_ejection_time_jitter: Duration::from_secs(1),
+                max_ejection_percent: 100,
+                enforcing_consecutive_5xx: 90,
+                enforcing_consecutive_gateway_errors: 80,
+                enforcing_consecutive_local_origin_failures: 70,
+                success_rate_minimum_hosts: 4,
+                success_rate_request_volume: 60,
+                success_rate_stdev_factor: 1500,
+                enforcing_success_rate: 50,
+                failure_percentage_threshold: 40,
+                failure_percentage_minimum_hosts: 6,
+                failure_percentage_request_volume: 30,
+                enforcing_failure_percentage: 20,
+            }
+        );
+        assert_eq!(
+            s.load_balancer,
+            LoadBalancerConfig {
+                policy: LbPolicy::RoundRobin,
+                overprovisioning_factor: 100,
+            }
+        );
+        assert_eq!(
+            s.retry,
+            RetryConfig {
+                connect_attempts: 1,
+                attempts: 0,
+                retry_on: vec![
+                    RetryOn::Status5xx,
+                    RetryOn::GatewayError,
+                    RetryOn::Reset,
+                    RetryOn::Status(503),
+                ],
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(10),
+            }
+        );
+        assert_eq!(
+            s.health_check,
+            Some(HealthCheckConfig {
+                kind: HealthCheckKind::Http {
+                    path: "/healthz?full=1".to_owned()
+                },
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
+                healthy_threshold: 2,
+                unhealthy_threshold: 4,
+            })
+        );
+    }
+
+    #[test]
+    fn health_check_defaults() {
+        let s = only_service(&service_with(
+            "tcp",
+            "[services.health_check]\nkind = \"tcp\"",
+        ));
+        assert_eq!(
+            s.health_check,
+            Some(HealthCheckConfig {
+                kind: HealthCheckKind::Tcp,
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(1),
+                healthy_threshold: 1,
+                unhealthy_threshold: 3,
+            })
+        );
+    }
+
+    #[test]
+    fn retry_on_only_on_http_services() {
+        // Defaults and an explicitly empty list are fine on any protocol.
+        for protocol in ["tcp", "tls"] {
+            let s = only_service(&service_with(protocol, "[services.retry]\nattempts = 3"));
+            assert_eq!(s.retry.attempts, 3);
+            only_service(&service_with(protocol, "[services.retry]\nretry_on = []"));
+        }
+        let e = error(&service_with(
+            "tls",
+            "[services.retry]\nretry_on = [\"reset\", \"503\"]",
+        ));
+        assert!(
+            e.starts_with(
+                "conf/gw.toml: services[0].retry.retry_on = [\"reset\", \"503\"]: expected no \
+                 retry_on on a protocol = \"tls\" service: only http services retry whole \
+                 requests; connect failures are always retried"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn retry_on_values() {
+        assert_eq!(parse_retry_on("5xx"), Some(RetryOn::Status5xx));
+        assert_eq!(parse_retry_on("gateway-error"), Some(RetryOn::GatewayError));
+        assert_eq!(parse_retry_on("reset"), Some(RetryOn::Reset));
+        assert_eq!(parse_retry_on("500"), Some(RetryOn::Status(500)));
+        assert_eq!(parse_retry_on("599"), Some(RetryOn::Status(599)));
+        for bad in [
+            "",
+            "5XX",
+            "Reset",
+            "404",
+            "600",
+            "+503",
+            "0503",
+            "50",
+            "connect-failure",
+        ] {
+            assert_eq!(parse_retry_on(bad), None, "{bad}");
+        }
+        let e = error(&service_with(
+            "http",
+            "[services.retry]\nretry_on = [\"5xx\", \"404\"]",
+        ));
+        assert!(
+            e.contains("services[0].retry.retry_on[1] = \"404\": expected \"5xx\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn failover_values_out_of_range() {
+        let cases = [
+            (
+                "[services.outlier_detection]\nmax_ejection_percent = 101",
+                "services[0].outlier_detection.max_ejection_percent = 101: expected a percentage 0-100",
+            ),
+            (
+                "[services.outlier_detection]\nenforcing_success_rate = -1",
+                "services[0].outlier_detection.enforcing_success_rate = -1: expected a percentage 0-100",
+            ),
+            (
+                "[services.outlier_detection]\nconsecutive_5xx_errors = -1",
+                "services[0].outlier_detection.consecutive_5xx_errors = -1: expected a number 0-",
+            ),
+            (
+                "[services.outlier_detection]\ninterval = \"0s\"",
+                "services[0].outlier_detection.interval = \"0s\": expected a duration greater than zero",
+            ),
+            (
+                "[services.outlier_detection]\nbase_ejection_time = \"0s\"",
+                "services[0].outlier_detection.base_ejection_time = \"0s\": expected a duration",
+            ),
+            (
+                "[services.load_balancer]\noverprovisioning_factor = 0",
+                "services[0].load_balancer.overprovisioning_factor = 0: expected a percentage 1-1000",
+            ),
+            (
+                "[services.load_balancer]\noverprovisioning_factor = 1001",
+                "services[0].load_balancer.overprovisioning_factor = 1001: expected a percentage 1-1000",
+            ),
+            (
+                "[services.retry]\nconnect_attempts = 0",
+                "services[0].retry.connect_attempts = 0: expected a number 1-",
+            ),
+            (
+                "[services.retry]\nattempts = 11",
+                "services[0].retry.attempts = 11: expected a number 0-10",
+            ),
+            (
+                "[services.retry]\nbackoff_base = \"1s\"",
+                "services[0].retry.backoff_base = \"1s\": expected at most services[0].retry.backoff_max (\"250ms\")",
+            ),
+            (
+                "[services.health_check]\nkind = \"http\"\npath = \"healthz\"",
+                "services[0].health_check.path = \"healthz\": expected a request path starting with '/'",
+            ),
+            (
+                "[services.health_check]\nkind = \"http\"\npath = \"/a b\"",
+                "services[0].health_check.path = \"/a b\": expected a request path",
+            ),
+            (
+                "[services.health_check]\nkind = \"http\"",
+                "services[0].health_check.path = (not set): expected a request path",
+            ),
+            (
+                "[services.health_check]\nkind = \"tcp\"\npath = \"/\"",
+                "services[0].health_check.path = \"/\": expected no path for kind = \"tcp\"",
+            ),
+            (
+                "[services.health_check]\nkind = \"tcp\"\ntimeout = \"6s\"",
+                "services[0].health_check.timeout = \"6s\": expected at most services[0].health_check.interval (\"5s\")",
+            ),
+            (
+                "[services.health_check]\nkind = \"tcp\"\ninterval = \"0s\"",
+                "services[0].health_check.interval = \"0s\": expected a duration greater than zero",
+            ),
+            (
+                "[services.health_check]\nkind = \"tcp\"\nhealthy_threshold = 0",
+                "services[0].health_check.healthy_threshold = 0: expected a number 1-",
+            ),
+            (
+                "[services.health_check]\nkind = \"tcp\"\nunhealthy_threshold = 0",
+                "services[0].health_check.unhealthy_threshold = 0: expected a number 1-",
+            ),
+            (
+                "[services.health_check]\npath = \"/\"",
+                "missing field `kind`",
+            ),
+            (
+                "[services.load_balancer]\npolicy = \"random\"",
+                "unknown variant `random`, expected `least_request` or `round_robin`",
+            ),
+            (
+                "[services.outlier_detection]\nconsecutive_errors = 1",
+                "unknown field `consecutive_errors`",
+            ),
+        ];
+        for (tables, expected) in cases {
+            let e = error(&service_with("http", tables));
+            assert!(e.contains(expected), "{tables}:\n{e}\nlacks {expected}");
         }
     }
 

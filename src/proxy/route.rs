@@ -105,6 +105,10 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
             endpoints: vec![],
+            outlier_detection: Default::default(),
+            load_balancer: Default::default(),
+            retry: Default::default(),
+            health_check: None,
         }
     }
 
