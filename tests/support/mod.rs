@@ -243,3 +243,115 @@ pub fn next_ip_block() -> u8 {
     static NEXT: AtomicU8 = AtomicU8::new(100);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// A child process of the `strait` binary: stdout read line by line on demand, stderr kept in
+/// a file (printed if the test panics), killed on drop so a failing test leaves nothing behind.
+pub struct StraitProcess {
+    pub child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr_path: std::path::PathBuf,
+    label: String,
+}
+
+impl StraitProcess {
+    /// Starts `strait ARGS`, its stderr going to `stderr_path` (appended to).
+    pub fn spawn<I, S>(label: &str, args: I, stderr_path: &Path) -> StraitProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_path)
+            .expect("stderr log file");
+        let mut child = tokio::process::Command::new(strait_bin())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn strait");
+        let stdout = child.stdout.take().expect("piped stdout");
+        StraitProcess {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            stderr_path: stderr_path.to_owned(),
+            label: label.to_owned(),
+        }
+    }
+
+    /// The next stdout line; `None` once stdout is closed. Panics after `limit`.
+    pub async fn line(&mut self, limit: Duration) -> Option<String> {
+        match tokio::time::timeout(limit, self.lines.next_line()).await {
+            Ok(line) => line.expect("read child stdout"),
+            Err(_) => panic!(
+                "{}: no stdout line within {limit:?}; stderr:\n{}",
+                self.label,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// The next stdout line as JSON. Panics on EOF, timeout or a line that is not JSON.
+    pub async fn json_line(&mut self, limit: Duration) -> serde_json::Value {
+        let Some(line) = self.line(limit).await else {
+            panic!("{}: stdout closed; stderr:\n{}", self.label, self.stderr());
+        };
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: stdout line {line:?} is not JSON: {e}", self.label))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("child still running")
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit. Panics after `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("wait for child"),
+            Err(_) => panic!(
+                "{}: did not exit within {limit:?}; stderr:\n{}",
+                self.label,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for StraitProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.start_kill();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {} stderr ---\n{}", self.label, self.stderr());
+        }
+    }
+}
+
+/// One sample from Prometheus text: `series` is the name with its labels exactly as exposed,
+/// e.g. `strait_tunnel_up{peer="gw-b"}`. `None` when the series is absent.
+pub fn scrape_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(s, _)| *s == series))
+        .and_then(|(_, v)| v.parse().ok())
+}
