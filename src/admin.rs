@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -85,43 +84,27 @@ fn tunnels(gw: &Gateway) -> Value {
                 "dials": status.dials,
                 "reconnects": status.reconnects,
                 "last_error": status.last_error,
+                "advertised": p.adverts().into_iter().map(|(service, a)| json!({
+                    "service": service.to_string(), "healthy": a.healthy, "total": a.total, "zones": a.zones,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
     json!({ "gateway": gw.config.gateway.name, "peers": peers })
 }
 
+/// Per service: tier health and loads, the serving tier, and per host its tier, zone,
+/// health, counters, ejection count and ejected-until.
 fn endpoints(gw: &Gateway) -> Value {
-    let mut services: Vec<_> = gw.services.values().collect();
-    services.sort_by(|a, b| a.key().cmp(b.key()));
-    let services: Vec<Value> = services
+    let mut balancers: Vec<_> = gw.balancers.values().collect();
+    balancers.sort_by(|a, b| a.key().cmp(b.key()));
+    let services: Vec<Value> = balancers
         .into_iter()
-        .map(|svc| {
-            let endpoints: Vec<Value> = svc
-                .endpoints
-                .iter()
-                .map(|ep| {
-                    json!({
-                        "address": ep.address.to_string(),
-                        "zone": ep.zone,
-                        "weight": ep.weight,
-                        "connects": ep.connects.load(Ordering::Relaxed),
-                        "connect_failures": ep.connect_failures.load(Ordering::Relaxed),
-                    })
-                })
-                .collect();
-            let peers: Vec<Value> = gw
-                .peers
-                .iter()
-                .map(|p| json!({ "peer": p.name(), "up": p.is_up() }))
-                .collect();
-            json!({
-                "service": svc.key().to_string(),
-                "protocol": svc.config.protocol.to_string(),
-                "exported": svc.config.exported,
-                "endpoints": endpoints,
-                "peers": peers,
-            })
+        .map(|b| {
+            let mut v = b.debug();
+            v["protocol"] = json!(b.config.protocol.to_string());
+            v["exported"] = json!(b.config.exported);
+            v
         })
         .collect();
     json!({ "gateway": gw.config.gateway.name, "services": services })

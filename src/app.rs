@@ -209,11 +209,12 @@ impl Bound {
     /// in-flight connections up to `gateway.drain_timeout`, then close the rest and our tunnels.
     pub async fn shutdown(self) -> DrainOutcome {
         let deadline = self.gateway.config.gateway.drain_timeout;
-        self.gateway.set_ready(false);
+        // Not ready from here on: `is_ready` is false once the drain has begun.
         tracing::info!(gateway = %self.gateway.config.gateway.name, ?deadline, "draining");
         self.gateway.peers.stop_dialing();
         let outcome = self.gateway.drain.run(deadline).await;
         self.gateway.peers.close();
+        self.gateway.stop_background();
         tracing::info!(forced = outcome.forced, "drained");
         outcome
     }

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod balancer;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -30,11 +30,12 @@ pub struct Metrics {
     pub tunnel_handshake_failures_total: IntCounterVec,
     /// Tunnel connections dialed again after one was lost.
     pub tunnel_reconnects_total: IntCounterVec,
-    /// Local-listener connections by listener protocol, service and outcome.
+    /// Local-listener connections by listener protocol, service, serving tier (`none` when no
+    /// upstream was reached) and outcome.
     pub connections_total: IntCounterVec,
     /// Local-listener connections open right now by service.
     pub connections_active: IntGaugeVec,
-    /// HTTP requests by service and outcome (status class, or the failure).
+    /// HTTP requests by service, serving tier and outcome (status class, or the failure).
     pub requests_total: IntCounterVec,
     /// HTTP request duration until the response head, by service.
     pub request_duration_seconds: HistogramVec,
@@ -47,6 +48,28 @@ pub struct Metrics {
     pub certificate_expiry_timestamp_seconds: Gauge,
     /// Always 1; labels carry the version.
     pub build_info: IntGaugeVec,
+    /// Hosts ejected now, by service and tier.
+    pub outlier_ejections_active: IntGaugeVec,
+    /// Ejections carried out, by service, tier and reason.
+    pub outlier_ejections_enforced_total: IntCounterVec,
+    /// Outliers detected (enforced or not), by service, tier and reason.
+    pub outlier_ejections_detected_total: IntCounterVec,
+    /// Ejections skipped because the tier was at `max_ejection_percent`.
+    pub outlier_ejections_overflow_total: IntCounterVec,
+    /// 1 per ejected host, by service and endpoint; the series exists only while ejected.
+    pub outlier_ejected: IntGaugeVec,
+    /// Changes of the tier taking most of a service's traffic, by service and from/to tier.
+    pub failovers_total: IntCounterVec,
+    /// The tier taking most of a service's traffic now (-1: none can serve).
+    pub serving_tier: IntGaugeVec,
+    /// Health advertisements sent to a peer.
+    pub health_adverts_sent_total: IntCounterVec,
+    /// Health advertisements received from a peer.
+    pub health_adverts_received_total: IntCounterVec,
+    /// Healthy endpoints a peer advertises for a service.
+    pub remote_healthy_endpoints: IntGaugeVec,
+    /// HTTP requests sent again after a retriable response or reset, by service.
+    pub request_retries_total: IntCounterVec,
 }
 
 /// Buckets from 0.5 ms to 10 s: loopback hops through cross-ocean ones.
@@ -119,7 +142,7 @@ impl Metrics {
                 r,
                 "connections_total",
                 "Local listener connections by outcome",
-                &["protocol", "service", "outcome"],
+                &["protocol", "service", "tier", "outcome"],
             ),
             connections_active: gauge_vec(
                 r,
@@ -131,7 +154,7 @@ impl Metrics {
                 r,
                 "requests_total",
                 "HTTP requests by outcome",
-                &["service", "outcome"],
+                &["service", "tier", "outcome"],
             ),
             request_duration_seconds: histogram_vec(
                 r,
@@ -161,6 +184,17 @@ impl Metrics {
                 g
             },
             build_info: gauge_vec(r, "build_info", "Build information; always 1", &["version"]),
+            outlier_ejections_active: gauge_vec(r, "outlier_ejections_active", "Hosts ejected now", &["service", "tier"]),
+            outlier_ejections_enforced_total: counter_vec(r, "outlier_ejections_enforced_total", "Ejections carried out", &["service", "tier", "reason"]),
+            outlier_ejections_detected_total: counter_vec(r, "outlier_ejections_detected_total", "Outliers detected, enforced or not", &["service", "tier", "reason"]),
+            outlier_ejections_overflow_total: counter_vec(r, "outlier_ejections_overflow_total", "Ejections skipped at max_ejection_percent", &["service", "tier"]),
+            outlier_ejected: gauge_vec(r, "outlier_ejected", "1 while the endpoint is ejected", &["service", "endpoint"]),
+            failovers_total: counter_vec(r, "failovers_total", "Changes of the tier serving most traffic", &["service", "from_tier", "to_tier"]),
+            serving_tier: gauge_vec(r, "serving_tier", "Tier serving most traffic now (-1: none)", &["service"]),
+            health_adverts_sent_total: counter_vec(r, "health_adverts_sent_total", "Health advertisements sent", &["peer"]),
+            health_adverts_received_total: counter_vec(r, "health_adverts_received_total", "Health advertisements received", &["peer"]),
+            remote_healthy_endpoints: gauge_vec(r, "remote_healthy_endpoints", "Healthy endpoints a peer advertises", &["peer", "service"]),
+            request_retries_total: counter_vec(r, "request_retries_total", "HTTP requests retried", &["service"]),
             registry: registry.clone(),
         };
         m.build_info

@@ -1,34 +1,34 @@
-//! Choosing and connecting to where a proxied connection goes: the service's local endpoints
-//! first, then peer gateways through the tunnel. A connect failure (refused, reset, timeout, a
-//! tunnel stream the peer refused) is retried at once on the next candidate, so a dead endpoint
-//! costs a connection nothing but a few milliseconds.
-//!
-//! This is the seam the locality-tier balancer and outlier detection plug into: candidates are
-//! produced by [`ServicePool::candidates`], and every attempt's result is reported back to it.
+//! Connecting a proxied connection or request to a host the balancer picks, with connect
+//! failures retried at once on the next pick. Refused, reset, timed out or TLS-failed before
+//! the upstream accepted a byte — and a tunnel stream the peer refused — all count as connect
+//! failures: they go to outlier detection and the next host is tried, in the same tier first,
+//! then the next tiers, within `retry.connect_attempts`. So a dead endpoint costs a connection
+//! a few milliseconds and never the connection itself.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::config::{EndpointConfig, ServiceConfig, ServiceKey};
+use crate::balancer::outlier::{HostId, Outcome};
+use crate::balancer::{Balancer, HostKind, InFlight};
+use crate::config::{Protocol, ServiceKey};
 use crate::metrics::Metrics;
-use crate::tunnel::client::{OpenError, Peers};
+use crate::tunnel::client::OpenError;
 use crate::tunnel::stream::H2Stream;
 use crate::tunnel::wire::Refusal;
 
 /// Where a connection came from, which decides where it may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// A client in this cluster: local endpoints, then peers.
+    /// A client in this cluster: every tier.
     Local,
-    /// A stream from a peer gateway: local endpoints only (no transit, no loops).
+    /// A stream from a peer gateway: local tiers only (no transit, no loops).
     Peer,
 }
 
@@ -51,15 +51,28 @@ pub enum Target {
 pub struct Connected {
     pub io: UpstreamIo,
     pub target: Target,
-    /// Attempts made, including the successful one.
-    pub attempts: u32,
+    pub host: HostId,
+    pub tier: usize,
+    /// Keeps the host's in-flight count up while the connection lives.
+    pub in_flight: InFlight,
+}
+
+/// Attempts made so far for one connection or request (across request retries too).
+#[derive(Debug, Default)]
+pub struct Attempts {
+    pub tried: Vec<HostId>,
+    pub last_tier: Option<usize>,
+    /// Connect attempts, counted against `retry.connect_attempts`.
+    pub connects: u32,
+    /// Connect attempts that failed.
+    pub failed: u32,
 }
 
 /// Why no upstream could be connected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("service {0} has no endpoint to try here or at any reachable peer")]
-    NoEndpoint(ServiceKey),
+    #[error("service {0} has no healthy endpoint here or at any reachable peer")]
+    NoHealthyUpstream(ServiceKey),
     #[error("every upstream of {service} failed ({attempts} attempts); last: {last}")]
     AllFailed {
         service: ServiceKey,
@@ -72,7 +85,7 @@ impl ConnectError {
     /// How a tunnel stream that ended here is refused.
     pub fn refusal(&self) -> Refusal {
         match self {
-            ConnectError::NoEndpoint(_) => Refusal::NoHealthyEndpoint,
+            ConnectError::NoHealthyUpstream(_) => Refusal::NoHealthyEndpoint,
             ConnectError::AllFailed { .. } => Refusal::UpstreamFailed,
         }
     }
@@ -80,162 +93,95 @@ impl ConnectError {
     /// The `outcome` metric label.
     pub fn outcome(&self) -> &'static str {
         match self {
-            ConnectError::NoEndpoint(_) => "no_endpoint",
+            ConnectError::NoHealthyUpstream(_) => "no_healthy_upstream",
             ConnectError::AllFailed { .. } => "upstream_failed",
         }
     }
 }
 
-/// One static endpoint and its live counters.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub address: SocketAddr,
-    pub zone: String,
-    pub weight: u32,
-    /// Connections opened successfully.
-    pub connects: AtomicU64,
-    /// Connect attempts that failed.
-    pub connect_failures: AtomicU64,
-}
-
-/// The runtime view of one service.
-#[derive(Debug)]
-pub struct ServicePool {
-    pub config: ServiceConfig,
-    pub endpoints: Vec<Arc<Endpoint>>,
-    /// Round-robin cursor over endpoints.
-    next: AtomicUsize,
-}
-
-impl ServicePool {
-    pub fn new(config: ServiceConfig) -> Self {
-        let endpoints = config
-            .endpoints
-            .iter()
-            .map(Endpoint::new)
-            .map(Arc::new)
-            .collect();
-        ServicePool {
-            config,
-            endpoints,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn key(&self) -> &ServiceKey {
-        &self.config.key
-    }
-
-    /// Local endpoints in the order to try them: round robin, then the rest, each once.
-    pub fn candidates(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        let start = if n == 0 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
+/// Connects to the next host the balancer picks, retrying connect failures.
+pub async fn connect(
+    balancer: &Arc<Balancer>,
+    origin: Origin,
+    attempts: &mut Attempts,
+    metrics: &Metrics,
+) -> Result<Connected, ConnectError> {
+    let budget = balancer.config.retry.connect_attempts;
+    let mut last = String::new();
+    while attempts.connects < budget {
+        let Some((host, tier)) = balancer.pick(&attempts.tried, attempts.last_tier, origin == Origin::Peer) else {
+            break;
         };
-        (0..n).map(move |i| &self.endpoints[(start + i) % n])
-    }
-}
-
-impl Endpoint {
-    fn new(config: &EndpointConfig) -> Self {
-        Endpoint {
-            address: config.address,
-            zone: config.zone.clone(),
-            weight: config.weight,
-            connects: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
-        }
-    }
-}
-
-/// Connects proxied connections for every service of the gateway.
-pub struct Upstreams {
-    peers: Arc<Peers>,
-    metrics: Metrics,
-}
-
-impl Upstreams {
-    pub fn new(peers: Arc<Peers>, metrics: Metrics) -> Self {
-        Upstreams { peers, metrics }
-    }
-
-    /// Connects to the first candidate that answers: local endpoints, then (for local
-    /// traffic) peers in configured order.
-    pub async fn connect(
-        &self,
-        svc: &ServicePool,
-        origin: Origin,
-    ) -> Result<Connected, ConnectError> {
-        let mut attempts = 0u32;
-        let mut last: Option<String> = None;
-        for ep in svc.candidates() {
-            attempts += 1;
-            match connect_endpoint(ep.address, svc.config.connect_timeout).await {
-                Ok(tcp) => {
-                    ep.connects.fetch_add(1, Ordering::Relaxed);
-                    let target = Target::Endpoint {
-                        address: ep.address,
-                        zone: ep.zone.clone(),
-                    };
-                    return Ok(Connected {
-                        io: UpstreamIo::Tcp(tcp),
-                        target,
-                        attempts,
-                    });
-                }
-                Err(e) => {
-                    ep.connect_failures.fetch_add(1, Ordering::Relaxed);
-                    self.retrying(svc, "endpoint");
-                    tracing::debug!(service = %svc.key(), endpoint = %ep.address, error = %e, "endpoint connect failed, trying the next");
-                    last = Some(format!("endpoint {}: {e}", ep.address));
-                }
+        attempts.tried.push(host);
+        attempts.last_tier = Some(tier);
+        attempts.connects += 1;
+        let in_flight = InFlight::new(balancer.clone(), host);
+        match connect_host(balancer, host).await {
+            Ok((io, target)) => {
+                // tcp and tls services have no status to report later: the connect is the result.
+                let outcome = match balancer.config.protocol {
+                    Protocol::Http => Outcome::ConnectSuccess,
+                    Protocol::Tls | Protocol::Tcp => Outcome::ConnectSuccessFinal,
+                };
+                balancer.report(host, outcome);
+                return Ok(Connected { io, target, host, tier, in_flight });
+            }
+            Err(failure) => {
+                // A peer that is down or does not serve the service was never really tried.
+                let Some(outcome) = failure.outcome else { continue };
+                balancer.report(host, outcome);
+                attempts.failed += 1;
+                let kind = if matches!(balancer.hosts[host].kind, HostKind::Peer(_)) { "peer" } else { "endpoint" };
+                metrics.connect_retries_total.with_label_values(&[&balancer.key().to_string(), kind]).inc();
+                tracing::debug!(service = %balancer.key(), host = %balancer.host_label(host), error = %failure.message, "connect failed; trying the next host");
+                last = format!("{}: {}", balancer.host_label(host), failure.message);
             }
         }
-        if origin == Origin::Local {
-            for peer in self.peers.iter() {
-                attempts += 1;
-                match peer.open(svc.key()).await {
-                    Ok((stream, zone)) => {
-                        let target = Target::Peer {
-                            peer: peer.name().to_owned(),
-                            zone,
-                        };
-                        return Ok(Connected {
-                            io: UpstreamIo::Tunnel(stream),
-                            target,
-                            attempts,
-                        });
-                    }
-                    Err(OpenError::Down) => attempts -= 1,
-                    Err(e @ OpenError::Refused(Refusal::UnknownService | Refusal::NotExported)) => {
-                        tracing::debug!(service = %svc.key(), peer = peer.name(), error = %e, "peer does not serve the service");
-                        attempts -= 1;
-                    }
-                    Err(e) => {
-                        self.retrying(svc, "peer");
-                        tracing::debug!(service = %svc.key(), peer = peer.name(), error = %e, "peer stream failed, trying the next");
-                        last = Some(format!("peer {}: {e}", peer.name()));
-                    }
-                }
-            }
-        }
-        match last {
-            None => Err(ConnectError::NoEndpoint(svc.key().clone())),
-            Some(last) => Err(ConnectError::AllFailed {
-                service: svc.key().clone(),
-                attempts,
-                last,
-            }),
-        }
     }
+    if attempts.failed == 0 {
+        return Err(ConnectError::NoHealthyUpstream(balancer.key().clone()));
+    }
+    Err(ConnectError::AllFailed {
+        service: balancer.key().clone(),
+        attempts: attempts.connects,
+        last,
+    })
+}
 
-    fn retrying(&self, svc: &ServicePool, target: &str) {
-        self.metrics
-            .connect_retries_total
-            .with_label_values(&[&svc.key().to_string(), target])
-            .inc();
+/// A failed connect: what to tell outlier detection (nothing when the host was never really
+/// tried) and what to log.
+struct Failure {
+    outcome: Option<Outcome>,
+    message: String,
+}
+
+async fn connect_host(balancer: &Balancer, host: HostId) -> Result<(UpstreamIo, Target), Failure> {
+    match &balancer.hosts[host].kind {
+        HostKind::Endpoint { address, zone } => {
+            let tcp = connect_endpoint(*address, balancer.config.connect_timeout).await.map_err(|e| Failure {
+                outcome: Some(if e.kind() == io::ErrorKind::TimedOut { Outcome::Timeout } else { Outcome::ConnectFailed }),
+                message: e.to_string(),
+            })?;
+            let target = Target::Endpoint { address: *address, zone: zone.clone() };
+            Ok((UpstreamIo::Tcp(tcp), target))
+        }
+        HostKind::Peer(pool) => match pool.open(balancer.key()).await {
+            Ok((stream, zone)) => {
+                let target = Target::Peer { peer: pool.name().to_owned(), zone };
+                Ok((UpstreamIo::Tunnel(stream), target))
+            }
+            Err(e) => {
+                let outcome = match &e {
+                    // Liveness already took the peer out; nothing to learn per service.
+                    OpenError::Down => None,
+                    // The peer does not serve the service; its advertisement will say so.
+                    OpenError::Refused(Refusal::UnknownService | Refusal::NotExported) => None,
+                    OpenError::Timeout(_) => Some(Outcome::Timeout),
+                    OpenError::Refused(_) | OpenError::Stream(_) => Some(Outcome::ConnectFailed),
+                };
+                Err(Failure { outcome, message: e.to_string() })
+            }
+        },
     }
 }
 
@@ -243,12 +189,7 @@ impl Upstreams {
 async fn connect_endpoint(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {timeout:?}"),
-            )
-        })??;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect timed out after {timeout:?}")))??;
     tcp.set_nodelay(true)?;
     Ok(tcp)
 }
@@ -256,11 +197,7 @@ async fn connect_endpoint(address: SocketAddr, timeout: Duration) -> io::Result<
 // === impl UpstreamIo ===
 
 impl AsyncRead for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
@@ -269,11 +206,7 @@ impl AsyncRead for UpstreamIo {
 }
 
 impl AsyncWrite for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Tunnel(s) => Pin::new(s).poll_write(cx, buf),

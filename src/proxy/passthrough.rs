@@ -42,17 +42,17 @@ pub async fn handle(mut tcp: TcpStream, remote: SocketAddr, listener: String, gw
             return unrouted("timeout");
         }
     };
-    let Some(svc) = gw
+    let Some(balancer) = gw
         .tls_routes
         .lookup_sni(&sni)
-        .and_then(|k| gw.services.get(k))
+        .and_then(|k| gw.balancers.get(k))
         .cloned()
     else {
         // The raw SNI goes to the log, never to a metric label (unbounded).
         tracing::info!(%remote, %listener, sni, "no service for SNI; closing");
         return unrouted("unknown_sni");
     };
-    forward(tcp, &buf, remote, &svc, "tls", &gw).await;
+    forward(tcp, &buf, remote, &balancer, "tls", &gw).await;
 }
 
 /// Reads until `buf` holds a whole ClientHello; returns its SNI.

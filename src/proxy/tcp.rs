@@ -11,9 +11,9 @@ use crate::proxy::forward;
 
 /// Serves one client connection of a `tcp` listener.
 pub async fn handle(tcp: TcpStream, remote: SocketAddr, service: ServiceKey, gw: Arc<Gateway>) {
-    let Some(svc) = gw.services.get(&service).cloned() else {
+    let Some(balancer) = gw.balancers.get(&service).cloned() else {
         tracing::error!(%service, "tcp listener names a service that is not configured");
         return;
     };
-    forward(tcp, &[], remote, &svc, "tcp", &gw).await;
+    forward(tcp, &[], remote, &balancer, "tcp", &gw).await;
 }

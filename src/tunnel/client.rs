@@ -9,7 +9,8 @@
 //!   `ping_timeout` marks the connection dead at once, and with it the peer if it was the last.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{PeerConfig, ServiceKey, TunnelConfig};
 use crate::metrics::Metrics;
 use crate::tls::HandshakeFailure;
+use crate::balancer::ZoneHealth;
+use crate::tunnel::health;
 use crate::tunnel::stream::H2Stream;
 use crate::tunnel::wire::{self, Refusal};
 use crate::tunnel::{self, TunnelError};
@@ -53,7 +56,7 @@ impl Peers {
     pub fn start(
         local_name: &str,
         peers: &[PeerConfig],
-        clients: &std::collections::HashMap<String, Arc<ClientConfig>>,
+        clients: &HashMap<String, Arc<ClientConfig>>,
         settings: &TunnelConfig,
         metrics: &Metrics,
     ) -> Arc<Peers> {
@@ -117,6 +120,22 @@ pub struct PeerPool {
     changed: Notify,
     status: Mutex<PeerStatus>,
     next_conn_id: AtomicU64,
+    /// What the peer last advertised, per service.
+    adverts: RwLock<HashMap<ServiceKey, Advert>>,
+    /// Whether a health stream is open on some connection.
+    health_stream: AtomicBool,
+    /// Whether the peer has advertised at all (then a service it omits is one it does not serve).
+    advert_seen: AtomicBool,
+    /// Called on every change of liveness or advertisement (rebuilds balancer snapshots).
+    on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// A peer's advertised health for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    pub healthy: u32,
+    pub total: u32,
+    pub zones: Vec<ZoneHealth>,
 }
 
 /// What `/debug/tunnels` shows of a peer beyond its connections.
@@ -138,6 +157,13 @@ pub struct Conn {
     pub established: Instant,
     /// Aborts the connection's driver and ping tasks.
     cancel: CancellationToken,
+}
+
+impl Conn {
+    /// A handle for opening streams on this connection.
+    pub(crate) fn sender(&self) -> SendRequest<Bytes> {
+        self.send.clone()
+    }
 }
 
 /// Snapshot of a connection for `/debug/tunnels`.
@@ -179,11 +205,20 @@ impl PeerPool {
             changed: Notify::new(),
             status: Mutex::new(PeerStatus::default()),
             next_conn_id: AtomicU64::new(1),
+            adverts: RwLock::new(HashMap::new()),
+            health_stream: AtomicBool::new(false),
+            advert_seen: AtomicBool::new(false),
+            on_change: OnceLock::new(),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// This gateway's name, as sent to the peer.
+    pub fn local_name(&self) -> &str {
+        &self.local_name
     }
 
     pub fn config(&self) -> &PeerConfig {
@@ -193,6 +228,38 @@ impl PeerPool {
     /// Whether at least one connection is live.
     pub fn is_up(&self) -> bool {
         self.live().next().is_some()
+    }
+
+    /// Registers the callback run on every liveness or advertisement change.
+    pub fn set_on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(f));
+    }
+
+    fn notify_listeners(&self) {
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
+    }
+
+    /// What the peer advertises for `service`; `None` until it has said anything about it.
+    pub fn advertised(&self, service: &ServiceKey) -> Option<Advert> {
+        let advert = self.adverts.read().expect("adverts lock").get(service).cloned();
+        match advert {
+            Some(a) => Some(a),
+            None if self.advert_seen.load(Ordering::Acquire) => Some(Advert {
+                healthy: 0,
+                total: 0,
+                zones: Vec::new(),
+            }),
+            None => None,
+        }
+    }
+
+    /// Every advertisement, for `/debug/tunnels`.
+    pub fn adverts(&self) -> Vec<(ServiceKey, Advert)> {
+        let mut all: Vec<_> = self.adverts.read().expect("adverts lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub fn status(&self) -> PeerStatus {
@@ -439,7 +506,57 @@ impl PeerPool {
             };
             pool.retire(&conn2, &reason);
         });
+        self.notify_listeners();
+        self.ensure_health_stream(&conn);
         conn
+    }
+
+    /// Opens the health stream on `conn` unless one is open already.
+    fn ensure_health_stream(self: &Arc<Self>, conn: &Arc<Conn>) {
+        if self.health_stream.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, conn) = (self.clone(), conn.clone());
+        tokio::spawn(async move {
+            let result = health::receive(&pool, &conn).await;
+            if let Err(e) = &result {
+                tracing::debug!(peer = pool.name(), error = %e, "health stream ended");
+                // A peer that cannot advertise is used unweighted; ask again later, not in a loop.
+                tokio::time::sleep(health::HEARTBEAT).await;
+            }
+            pool.health_stream.store(false, Ordering::Release);
+            if let Some(next) = pool.live().next() {
+                pool.ensure_health_stream(&next);
+            }
+        });
+    }
+
+    /// Replaces the advertisement from the peer's latest message.
+    pub(crate) fn apply_advert(&self, message: health::Message) {
+        let mut adverts = HashMap::new();
+        for svc in message.services {
+            let Ok(key) = svc.service.parse::<ServiceKey>() else { continue };
+            let healthy = svc.zones.iter().map(|z| z.healthy).sum();
+            let total = svc.zones.iter().map(|z| z.total).sum();
+            self.metrics
+                .remote_healthy_endpoints
+                .with_label_values(&[self.name(), &key.to_string()])
+                .set(i64::from(healthy));
+            adverts.insert(key, Advert { healthy, total, zones: svc.zones });
+        }
+        self.metrics.health_adverts_received_total.with_label_values(&[self.name()]).inc();
+        let first = !self.advert_seen.swap(true, Ordering::AcqRel);
+        let differs = {
+            let mut current = self.adverts.write().expect("adverts lock");
+            let differs = *current != adverts;
+            *current = adverts;
+            differs
+        };
+        let changed = first || differs;
+        if changed {
+            tracing::info!(peer = self.name(), seq = message.seq, "peer health changed");
+            self.notify_listeners();
+        }
     }
 
     /// Takes a dead connection out of the pool, at once, so the next pick cannot use it.
@@ -468,6 +585,7 @@ impl PeerPool {
             "tunnel connection lost"
         );
         self.changed.notify_one();
+        self.notify_listeners();
     }
 
     fn close_all(&self) {

@@ -7,6 +7,7 @@
 //! - [`stream`]: an HTTP/2 stream as `AsyncRead + AsyncWrite`.
 
 pub mod client;
+pub mod health;
 pub mod server;
 pub mod stream;
 pub mod wire;

@@ -101,6 +101,10 @@ async fn handle_connection(
             }
         };
         match next {
+            Some(Ok((request, respond))) if crate::tunnel::health::is_health_request(&request) => {
+                // Not on the drain tracker: it ends by itself when the drain starts.
+                tokio::spawn(crate::tunnel::health::serve(respond, peer.clone(), gw.clone()));
+            }
             Some(Ok((request, respond))) => {
                 gw.drain
                     .spawn(handle_stream(request, respond, peer.clone(), gw.clone()));
@@ -159,7 +163,8 @@ async fn handle_stream(
             return;
         }
     };
-    let connected = match gw.upstreams.connect(&svc, Origin::Peer).await {
+    let mut attempts = crate::upstream::Attempts::default();
+    let connected = match crate::upstream::connect(&svc, Origin::Peer, &mut attempts, &gw.metrics).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(%peer, service = %svc.key(), error = %e, "tunnel stream found no upstream");
@@ -187,6 +192,7 @@ async fn handle_stream(
     active.inc();
     let downstream = H2Stream::new(send, request.into_body());
     let result = copy::proxy(downstream, connected.io, svc.config.idle_timeout, &gw.drain).await;
+    drop(connected.in_flight);
     active.dec();
     gw.metrics
         .tunnel_received_bytes_total
@@ -205,10 +211,10 @@ async fn handle_stream(
 fn authorize(
     request: &Request<h2::RecvStream>,
     gw: &Gateway,
-) -> Result<Arc<crate::upstream::ServicePool>, Refusal> {
+) -> Result<Arc<crate::balancer::Balancer>, Refusal> {
     let req = wire::parse_connect(request)?;
     let svc = gw
-        .services
+        .balancers
         .get(&req.service)
         .ok_or(Refusal::UnknownService)?;
     if !svc.config.exported {
