@@ -888,7 +888,7 @@ mod tests {
         assert_eq!(t.listen, "0.0.0.0:15443".parse().unwrap());
         assert_eq!(t.handshake_timeout, Duration::from_secs(5));
         assert_eq!(t.ping_interval, Duration::from_secs(1));
-        assert_eq!(t.ping_timeout, Duration::from_secs(2));
+        assert_eq!(t.ping_timeout, Duration::from_millis(1500));
         assert_eq!(t.max_streams_per_connection, 100);
         assert_eq!(t.connections_per_peer, 1);
         assert_eq!(t.reconnect_backoff_min, Duration::from_millis(100));
