@@ -240,8 +240,10 @@ impl HostState {
         if (500..600).contains(&code) {
             self.external.current.add(false);
             if (502..=504).contains(&code) {
-                tripped.gateway =
-                    bump(&mut self.consecutive_gateway, config.consecutive_gateway_errors);
+                tripped.gateway = bump(
+                    &mut self.consecutive_gateway,
+                    config.consecutive_gateway_errors,
+                );
             } else {
                 self.consecutive_gateway = 0;
             }
@@ -537,14 +539,20 @@ impl Detector {
     /// Enforces an ejection and returns its deadline.
     fn eject(&mut self, host: HostId, reason: EjectReason, now: Instant) -> Option<Instant> {
         let jitter = self.jitter();
-        let (base, max) = (self.config.base_ejection_time, self.config.max_ejection_time);
+        let (base, max) = (
+            self.config.base_ejection_time,
+            self.config.max_ejection_time,
+        );
         let state = self.hosts.get_mut(host)?;
         // Envoy bumps the backoff only while base × backoff has not passed max, so that decay
         // from a long outage does not take forever.
         if base.saturating_mul(state.backoff) < max.saturating_add(base) {
             state.backoff = state.backoff.saturating_add(1);
         }
-        let duration = base.saturating_mul(state.backoff).min(max).saturating_add(jitter);
+        let duration = base
+            .saturating_mul(state.backoff)
+            .min(max)
+            .saturating_add(jitter);
         let until = add_saturating(now, duration);
         state.ejected_until = Some(until);
         state.last_ejection_reason = Some(reason);
@@ -555,8 +563,8 @@ impl Detector {
     /// Uniform in `[0, max_ejection_time_jitter]`, whole milliseconds (Envoy:
     /// `random % (max_jitter_ms + 1)`).
     fn jitter(&mut self) -> Duration {
-        let max_ms = u64::try_from(self.config.max_ejection_time_jitter.as_millis())
-            .unwrap_or(u64::MAX - 1);
+        let max_ms =
+            u64::try_from(self.config.max_ejection_time_jitter.as_millis()).unwrap_or(u64::MAX - 1);
         Duration::from_millis(self.rng.random_range(0..=max_ms))
     }
 
@@ -579,7 +587,8 @@ impl Detector {
         self.success_rate_stats = None;
         let c = &self.config;
         let n = self.hosts.len();
-        if n < c.success_rate_minimum_hosts as usize && n < c.failure_percentage_minimum_hosts as usize
+        if n < c.success_rate_minimum_hosts as usize
+            && n < c.failure_percentage_minimum_hosts as usize
         {
             return;
         }
@@ -596,7 +605,10 @@ impl Detector {
             .collect();
         let sr_hosts = with_volume(&rated, c.success_rate_request_volume);
         let fp_hosts = with_volume(&rated, c.failure_percentage_request_volume);
-        let (sr_min, fp_min) = (c.success_rate_minimum_hosts, c.failure_percentage_minimum_hosts);
+        let (sr_min, fp_min) = (
+            c.success_rate_minimum_hosts,
+            c.failure_percentage_minimum_hosts,
+        );
         let fp_threshold = f64::from(c.failure_percentage_threshold);
         let stdev_factor = c.success_rate_stdev_factor;
 
@@ -617,7 +629,12 @@ impl Detector {
 
     /// A statistical detection. A host the success rate detector just ejected is skipped by
     /// the failure percentage one (Envoy would call `ejectHost` twice).
-    fn detect_statistical(&mut self, host: HostId, reason: EjectReason, now: Instant) -> Option<Event> {
+    fn detect_statistical(
+        &mut self,
+        host: HostId,
+        reason: EjectReason,
+        now: Instant,
+    ) -> Option<Event> {
         if self.is_ejected(host) {
             return None;
         }

@@ -72,9 +72,16 @@ fn timeouts_count_as_5xx_without_split() {
     assert!(d.record(0, Outcome::Timeout, t).is_empty());
     assert!(d.record(0, Outcome::Timeout, t).is_empty());
     let events = d.record(0, Outcome::Http(500), t);
-    assert_eq!(events, [ejected(0, EjectReason::Consecutive5xx, t + secs(30))]);
+    assert_eq!(
+        events,
+        [ejected(0, EjectReason::Consecutive5xx, t + secs(30))]
+    );
     assert!(d.is_ejected(0));
-    assert_eq!(view(&d, 0).consecutive_5xx, 0, "the counter that fired is reset");
+    assert_eq!(
+        view(&d, 0).consecutive_5xx,
+        0,
+        "the counter that fired is reset"
+    );
 }
 
 #[test]
@@ -90,7 +97,14 @@ fn connect_failures_are_gateway_errors_without_split() {
     let t = Instant::now();
     assert!(d.record(0, Outcome::ConnectFailed, t).is_empty());
     let events = d.record(0, Outcome::ConnectFailed, t);
-    assert_eq!(events, [ejected(0, EjectReason::ConsecutiveGatewayErrors, t + secs(30))]);
+    assert_eq!(
+        events,
+        [ejected(
+            0,
+            EjectReason::ConsecutiveGatewayErrors,
+            t + secs(30)
+        )]
+    );
 }
 
 #[test]
@@ -103,10 +117,17 @@ fn connect_success_is_ignored_and_final_success_resets_without_split() {
     let t = Instant::now();
     feed(&mut d, 0, Outcome::Http(500), 2, t);
     assert!(d.record(0, Outcome::ConnectSuccess, t).is_empty());
-    assert_eq!(d.record(0, Outcome::Http(500), t).len(), 1, "ConnectSuccess did not reset");
+    assert_eq!(
+        d.record(0, Outcome::Http(500), t).len(),
+        1,
+        "ConnectSuccess did not reset"
+    );
     feed(&mut d, 1, Outcome::Http(500), 2, t);
     assert!(d.record(1, Outcome::ConnectSuccessFinal, t).is_empty());
-    assert!(d.record(1, Outcome::Http(500), t).is_empty(), "ConnectSuccessFinal is a 200");
+    assert!(
+        d.record(1, Outcome::Http(500), t).is_empty(),
+        "ConnectSuccessFinal is a 200"
+    );
     assert_eq!(view(&d, 1).consecutive_5xx, 1);
 }
 
@@ -146,7 +167,13 @@ fn success_rate_ejects_the_outlier_of_the_last_interval() {
     assert_eq!(events, [ejected(0, EjectReason::SuccessRate, t + secs(40))]);
     let (mean, threshold) = d.success_rate_stats().expect("evaluated");
     assert!((mean - 90.0).abs() < 1e-9 && (threshold - 52.0).abs() < 1e-9);
-    assert_eq!(view(&d, 0).last_interval, Bucket { successes: 50, total: 100 });
+    assert_eq!(
+        view(&d, 0).last_interval,
+        Bucket {
+            successes: 50,
+            total: 100
+        }
+    );
     assert!((1..5).all(|h| !d.is_ejected(h)));
     // The next interval had no traffic: nothing left to judge.
     assert!(d.sweep(t + secs(20)).is_empty());
@@ -162,7 +189,16 @@ fn success_rate_needs_volume_and_minimum_hosts() {
         feed(&mut d, host, Outcome::Http(200), 100, t);
     }
     feed(&mut d, 4, Outcome::Http(200), 99, t);
-    assert!(d.sweep(t + secs(10)).is_empty(), "only 4 hosts reach the volume");
+    // Only 4 hosts reach the success rate volume (100); all 5 reach the failure percentage
+    // volume (50), whose detection is not enforced by default.
+    let detected = Event::Ejected {
+        host: 0,
+        reason: EjectReason::FailurePercentage,
+        until: t + secs(10),
+        enforced: false,
+    };
+    assert_eq!(d.sweep(t + secs(10)), [detected]);
+    assert_eq!(d.success_rate_stats(), None);
 }
 
 #[test]
@@ -201,11 +237,26 @@ fn split_mode_keeps_local_origin_apart() {
     let v = view(&d, 0);
     assert_eq!((v.consecutive_local_origin, v.consecutive_5xx), (2, 2));
     assert!(d.record(0, Outcome::ConnectSuccess, t).is_empty());
-    assert_eq!(view(&d, 0).consecutive_local_origin, 0, "a connect success resets");
-    assert_eq!(view(&d, 0).consecutive_5xx, 2, "but not the external counter");
+    assert_eq!(
+        view(&d, 0).consecutive_local_origin,
+        0,
+        "a connect success resets"
+    );
+    assert_eq!(
+        view(&d, 0).consecutive_5xx,
+        2,
+        "but not the external counter"
+    );
     feed(&mut d, 0, Outcome::Timeout, 2, t);
     let events = d.record(0, Outcome::ConnectFailed, t);
-    assert_eq!(events, [ejected(0, EjectReason::ConsecutiveLocalOrigin, t + secs(30))]);
+    assert_eq!(
+        events,
+        [ejected(
+            0,
+            EjectReason::ConsecutiveLocalOrigin,
+            t + secs(30)
+        )]
+    );
 }
 
 #[test]
@@ -220,7 +271,10 @@ fn split_mode_final_success_does_not_reset_5xx() {
     d.record(0, Outcome::Http(503), t);
     d.record(0, Outcome::ConnectSuccessFinal, t);
     let events = d.record(0, Outcome::Http(503), t);
-    assert_eq!(events, [ejected(0, EjectReason::Consecutive5xx, t + secs(30))]);
+    assert_eq!(
+        events,
+        [ejected(0, EjectReason::Consecutive5xx, t + secs(30))]
+    );
 }
 
 // (4) The cap is per tier, and the first host of a tier may always go.
@@ -234,11 +288,27 @@ fn max_ejection_percent_is_per_tier_with_a_floor_of_one() {
     let t = Instant::now();
     let until = t + secs(30);
     let reason = EjectReason::Consecutive5xx;
-    assert_eq!(d.record(0, Outcome::Http(500), t), [ejected(0, reason, until)]);
-    assert_eq!(d.record(1, Outcome::Http(500), t), [Event::Overflow { host: 1, reason }]);
-    assert_eq!(view(&d, 1).consecutive_5xx, 0, "an overflow also resets the counter");
-    assert_eq!(d.record(2, Outcome::Http(500), t), [ejected(2, reason, until)]);
-    assert_eq!(d.record(3, Outcome::Http(500), t), [Event::Overflow { host: 3, reason }]);
+    assert_eq!(
+        d.record(0, Outcome::Http(500), t),
+        [ejected(0, reason, until)]
+    );
+    assert_eq!(
+        d.record(1, Outcome::Http(500), t),
+        [Event::Overflow { host: 1, reason }]
+    );
+    assert_eq!(
+        view(&d, 1).consecutive_5xx,
+        0,
+        "an overflow also resets the counter"
+    );
+    assert_eq!(
+        d.record(2, Outcome::Http(500), t),
+        [ejected(2, reason, until)]
+    );
+    assert_eq!(
+        d.record(3, Outcome::Http(500), t),
+        [Event::Overflow { host: 3, reason }]
+    );
     assert_eq!((d.ejected_count(0), d.ejected_count(1)), (1, 1));
 }
 
@@ -252,9 +322,15 @@ fn max_ejection_percent_allows_its_share() {
     let mut d = detector(cfg, vec![0; 4]);
     let t = Instant::now();
     for host in 0..2 {
-        assert!(matches!(d.record(host, Outcome::Http(500), t)[..], [Event::Ejected { .. }]));
+        assert!(matches!(
+            d.record(host, Outcome::Http(500), t)[..],
+            [Event::Ejected { .. }]
+        ));
     }
-    assert!(matches!(d.record(2, Outcome::Http(500), t)[..], [Event::Overflow { .. }]));
+    assert!(matches!(
+        d.record(2, Outcome::Http(500), t)[..],
+        [Event::Overflow { .. }]
+    ));
     assert_eq!(d.ejected_count(0), 2);
 }
 
@@ -272,7 +348,13 @@ fn backoff_config() -> OutlierConfig {
 /// Ejects host 0 at `now` and returns the ejection's length.
 fn eject_now(d: &mut Detector, now: Instant) -> Duration {
     match d.record(0, Outcome::Http(500), now)[..] {
-        [Event::Ejected { until, enforced: true, .. }] => until - now,
+        [
+            Event::Ejected {
+                until,
+                enforced: true,
+                ..
+            },
+        ] => until - now,
         ref other => panic!("expected an ejection, got {other:?}"),
     }
 }
@@ -317,7 +399,11 @@ fn backoff_decays_one_step_per_healthy_interval() {
     }
     assert_eq!(view(&d, 0).backoff, 3);
     assert!(d.sweep(now + secs(5)).is_empty());
-    assert_eq!(view(&d, 0).backoff, 3, "un-ejected less than an interval ago");
+    assert_eq!(
+        view(&d, 0).backoff,
+        3,
+        "un-ejected less than an interval ago"
+    );
     for (i, expected) in [2, 1, 0, 0].into_iter().enumerate() {
         d.sweep(now + secs(10 * (i as u64 + 1)));
         assert_eq!(view(&d, 0).backoff, expected);
@@ -359,7 +445,10 @@ fn health_check_pass_unejects_early() {
     let t = Instant::now();
     eject_now(&mut d, t);
     let later = t + secs(1);
-    assert_eq!(d.health_check_passed(0, later), Some(Event::Unejected { host: 0 }));
+    assert_eq!(
+        d.health_check_passed(0, later),
+        Some(Event::Unejected { host: 0 })
+    );
     assert!(!d.is_ejected(0));
     assert_eq!(d.next_deadline(), None);
     assert_eq!(view(&d, 0).last_unejected, Some(later));
@@ -394,7 +483,11 @@ fn enforcing_zero_detects_without_ejecting() {
     assert_eq!(events, [detected]);
     assert!(!d.is_ejected(0));
     assert_eq!(view(&d, 0).num_ejections, 0);
-    assert_eq!(view(&d, 0).consecutive_5xx, 0, "a detection resets the counter");
+    assert_eq!(
+        view(&d, 0).consecutive_5xx,
+        0,
+        "a detection resets the counter"
+    );
 }
 
 // (8) Gateway errors: 502/503/504 count; another 5xx resets them but counts as a 5xx.
@@ -415,8 +508,19 @@ fn gateway_errors_count_only_502_503_504() {
     d.record(0, Outcome::Http(502), t);
     d.record(0, Outcome::Http(503), t);
     let events = d.record(0, Outcome::Http(504), t);
-    assert_eq!(events, [ejected(0, EjectReason::ConsecutiveGatewayErrors, t + secs(30))]);
-    assert_eq!(view(&d, 0).consecutive_5xx, 6, "only the counter that fired is reset");
+    assert_eq!(
+        events,
+        [ejected(
+            0,
+            EjectReason::ConsecutiveGatewayErrors,
+            t + secs(30)
+        )]
+    );
+    assert_eq!(
+        view(&d, 0).consecutive_5xx,
+        6,
+        "only the counter that fired is reset"
+    );
 }
 
 #[test]
@@ -437,7 +541,13 @@ fn one_503_can_fire_both_detectors() {
         until: t,
         enforced: false,
     };
-    assert_eq!(events, [gateway, ejected(0, EjectReason::Consecutive5xx, t + secs(30))]);
+    assert_eq!(
+        events,
+        [
+            gateway,
+            ejected(0, EjectReason::Consecutive5xx, t + secs(30))
+        ]
+    );
 }
 
 #[test]
@@ -466,7 +576,12 @@ fn set_hosts_keeps_state_by_position() {
     d.set_hosts(vec![1, 1, 1]);
     assert!(d.is_ejected(0));
     assert_eq!(view(&d, 0).tier, 1);
-    assert_eq!(view(&d, 2), Detector::new(config(), vec![1], SmallRng::seed_from_u64(0)).host(0).expect("host"));
+    assert_eq!(
+        view(&d, 2),
+        Detector::new(config(), vec![1], SmallRng::seed_from_u64(0))
+            .host(0)
+            .expect("host")
+    );
     d.remap_hosts(vec![(0, None), (2, Some(0))]);
     assert!(!d.is_ejected(0) && d.is_ejected(1));
     assert_eq!((d.ejected_count(1), d.ejected_count(2)), (0, 1));
@@ -580,7 +695,12 @@ impl Model {
     /// Checks one event against the model and applies it.
     fn apply(&mut self, event: Event, now: Instant, by_health_check: bool) {
         match event {
-            Event::Ejected { host, until, enforced, .. } => {
+            Event::Ejected {
+                host,
+                until,
+                enforced,
+                ..
+            } => {
                 assert!(self.until[host].is_none(), "detection on an ejected host");
                 assert!(self.cap_allows_one_more(host), "ejection over the cap");
                 if enforced {
@@ -599,7 +719,10 @@ impl Model {
             }
             Event::Unejected { host } => {
                 let until = self.until[host].take().expect("un-ejected a healthy host");
-                assert!(by_health_check || until <= now, "un-ejected before the deadline");
+                assert!(
+                    by_health_check || until <= now,
+                    "un-ejected before the deadline"
+                );
             }
         }
     }
@@ -608,14 +731,23 @@ impl Model {
         for (h, until) in self.until.iter().enumerate() {
             assert_eq!(d.host(h).expect("host").ejected_until, *until);
             assert_eq!(d.is_ejected(h), until.is_some());
-            assert!(!swept || until.is_none_or(|u| u > now), "overdue host left ejected");
+            assert!(
+                !swept || until.is_none_or(|u| u > now),
+                "overdue host left ejected"
+            );
         }
-        assert_eq!(d.next_deadline(), self.until.iter().flatten().min().copied());
+        assert_eq!(
+            d.next_deadline(),
+            self.until.iter().flatten().min().copied()
+        );
         for &tier in &self.tiers {
             let (hosts, ejected) = self.ejected_in(tier);
             assert_eq!(d.ejected_count(tier) as u64, ejected);
             let cap = u64::from(self.cfg.max_ejection_percent) * hosts;
-            assert!(ejected <= 1 || 100 * ejected <= cap, "tier {tier} over the cap");
+            assert!(
+                ejected <= 1 || 100 * ejected <= cap,
+                "tier {tier} over the cap"
+            );
         }
     }
 }
