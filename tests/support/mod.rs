@@ -355,3 +355,5 @@ pub fn scrape_value(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.rsplit_once(' ').filter(|(s, _)| *s == series))
         .and_then(|(_, v)| v.parse().ok())
 }
+
+pub mod relay;
