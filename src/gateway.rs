@@ -41,7 +41,13 @@ impl Gateway {
             .services
             .iter()
             .map(|s| {
-                let b = Arc::new(Balancer::new(s.clone(), &config.gateway.zone, &pools, metrics.clone(), local_health.clone()));
+                let b = Arc::new(Balancer::new(
+                    s.clone(),
+                    &config.gateway.zone,
+                    &pools,
+                    metrics.clone(),
+                    local_health.clone(),
+                ));
                 tokio::spawn(b.clone().run_timers(background.clone()));
                 health_check::spawn_all(&b, &background);
                 (s.key.clone(), b)

@@ -38,7 +38,9 @@ pub(crate) async fn forward(
             .inc()
     };
     let mut attempts = Attempts::default();
-    let mut connected = match upstream::connect(balancer, Origin::Local, &mut attempts, &gw.metrics).await {
+    let mut connected = match upstream::connect(balancer, Origin::Local, &mut attempts, &gw.metrics)
+        .await
+    {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(%remote, %service, error = %e, "no upstream; closing the client connection");
@@ -59,7 +61,10 @@ pub(crate) async fn forward(
     active.dec();
     if let Target::Peer { peer, .. } = &target {
         let sent = result.downstream_to_upstream + initial.len() as u64;
-        gw.metrics.tunnel_sent_bytes_total.with_label_values(&[peer, "outbound"]).inc_by(sent);
+        gw.metrics
+            .tunnel_sent_bytes_total
+            .with_label_values(&[peer, "outbound"])
+            .inc_by(sent);
         gw.metrics
             .tunnel_received_bytes_total
             .with_label_values(&[peer, "outbound"])

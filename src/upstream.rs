@@ -109,7 +109,9 @@ pub async fn connect(
     let budget = balancer.config.retry.connect_attempts;
     let mut last = String::new();
     while attempts.connects < budget {
-        let Some((host, tier)) = balancer.pick(&attempts.tried, attempts.last_tier, origin == Origin::Peer) else {
+        let Some((host, tier)) =
+            balancer.pick(&attempts.tried, attempts.last_tier, origin == Origin::Peer)
+        else {
             break;
         };
         attempts.tried.push(host);
@@ -124,15 +126,30 @@ pub async fn connect(
                     Protocol::Tls | Protocol::Tcp => Outcome::ConnectSuccessFinal,
                 };
                 balancer.report(host, outcome);
-                return Ok(Connected { io, target, host, tier, in_flight });
+                return Ok(Connected {
+                    io,
+                    target,
+                    host,
+                    tier,
+                    in_flight,
+                });
             }
             Err(failure) => {
                 // A peer that is down or does not serve the service was never really tried.
-                let Some(outcome) = failure.outcome else { continue };
+                let Some(outcome) = failure.outcome else {
+                    continue;
+                };
                 balancer.report(host, outcome);
                 attempts.failed += 1;
-                let kind = if matches!(balancer.hosts[host].kind, HostKind::Peer(_)) { "peer" } else { "endpoint" };
-                metrics.connect_retries_total.with_label_values(&[&balancer.key().to_string(), kind]).inc();
+                let kind = if matches!(balancer.hosts[host].kind, HostKind::Peer(_)) {
+                    "peer"
+                } else {
+                    "endpoint"
+                };
+                metrics
+                    .connect_retries_total
+                    .with_label_values(&[&balancer.key().to_string(), kind])
+                    .inc();
                 tracing::debug!(service = %balancer.key(), host = %balancer.host_label(host), error = %failure.message, "connect failed; trying the next host");
                 last = format!("{}: {}", balancer.host_label(host), failure.message);
             }
@@ -158,28 +175,43 @@ struct Failure {
 async fn connect_host(balancer: &Balancer, host: HostId) -> Result<(UpstreamIo, Target), Failure> {
     match &balancer.hosts[host].kind {
         HostKind::Endpoint { address, zone } => {
-            let tcp = connect_endpoint(*address, balancer.config.connect_timeout).await.map_err(|e| Failure {
-                outcome: Some(if e.kind() == io::ErrorKind::TimedOut { Outcome::Timeout } else { Outcome::ConnectFailed }),
-                message: e.to_string(),
-            })?;
-            let target = Target::Endpoint { address: *address, zone: zone.clone() };
+            let tcp = connect_endpoint(*address, balancer.config.connect_timeout)
+                .await
+                .map_err(|e| Failure {
+                    outcome: Some(if e.kind() == io::ErrorKind::TimedOut {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::ConnectFailed
+                    }),
+                    message: e.to_string(),
+                })?;
+            let target = Target::Endpoint {
+                address: *address,
+                zone: zone.clone(),
+            };
             Ok((UpstreamIo::Tcp(tcp), target))
         }
         HostKind::Peer(pool) => match pool.open(balancer.key()).await {
             Ok((stream, zone)) => {
-                let target = Target::Peer { peer: pool.name().to_owned(), zone };
+                let target = Target::Peer {
+                    peer: pool.name().to_owned(),
+                    zone,
+                };
                 Ok((UpstreamIo::Tunnel(stream), target))
             }
             Err(e) => {
                 let outcome = match &e {
                     // Liveness already took the peer out; nothing to learn per service.
-                    OpenError::Down => None,
+                    OpenError::Down | OpenError::ConnectionLost => None,
                     // The peer does not serve the service; its advertisement will say so.
                     OpenError::Refused(Refusal::UnknownService | Refusal::NotExported) => None,
                     OpenError::Timeout(_) => Some(Outcome::Timeout),
                     OpenError::Refused(_) | OpenError::Stream(_) => Some(Outcome::ConnectFailed),
                 };
-                Err(Failure { outcome, message: e.to_string() })
+                Err(Failure {
+                    outcome,
+                    message: e.to_string(),
+                })
             }
         },
     }
@@ -189,7 +221,12 @@ async fn connect_host(balancer: &Balancer, host: HostId) -> Result<(UpstreamIo, 
 async fn connect_endpoint(address: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect timed out after {timeout:?}")))??;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timed out after {timeout:?}"),
+            )
+        })??;
     tcp.set_nodelay(true)?;
     Ok(tcp)
 }
@@ -197,7 +234,11 @@ async fn connect_endpoint(address: SocketAddr, timeout: Duration) -> io::Result<
 // === impl UpstreamIo ===
 
 impl AsyncRead for UpstreamIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
@@ -206,7 +247,11 @@ impl AsyncRead for UpstreamIo {
 }
 
 impl AsyncWrite for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Tunnel(s) => Pin::new(s).poll_write(cx, buf),

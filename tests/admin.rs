@@ -51,14 +51,25 @@ async fn probes_and_debug_views() {
     assert_eq!(endpoint["zone"], "zone-b1");
     assert_eq!(endpoint["tier"], 0);
     assert_eq!(endpoint["health"], "healthy");
-    assert_eq!(endpoint["successes"], 1, "one request reached it: {endpoint}");
+    assert_eq!(
+        endpoint["successes"], 1,
+        "one request reached it: {endpoint}"
+    );
     assert_eq!(endpoint["outlier"]["ejections"], 0);
     assert_eq!(web["serving_tier"], 0);
     assert_eq!(web["tier_loads"][0], 100);
     // gw-a has no endpoint for web: its peer tier (2) serves, weighted by gw-b's advert.
-    let (_, _, body) = strait::demo::mocks::http_get(pair.admin("gw-a"), "admin", "/debug/endpoints").await.unwrap();
+    let (_, _, body) =
+        strait::demo::mocks::http_get(pair.admin("gw-a"), "admin", "/debug/endpoints")
+            .await
+            .unwrap();
     let a: Value = serde_json::from_str(&body).unwrap();
-    let web_a = a["services"].as_array().unwrap().iter().find(|s| s["service"] == "web.default:8080").unwrap();
+    let web_a = a["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "web.default:8080")
+        .unwrap();
     assert_eq!(web_a["serving_tier"], 2, "{web_a}");
     assert_eq!(web_a["hosts"][0]["host"], "peer:gw-b");
 

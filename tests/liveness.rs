@@ -695,17 +695,13 @@ async fn relay_passes_blackholes_and_resets() {
     assert_eq!(echo_via(via).await.as_deref(), Ok("t"), "passes again");
 }
 
-// Strait bugs found by these tests: each test below fails on main as of f1b4da5 and is
-// ignored so the suite stays green. Run with `cargo test --test liveness -- --ignored`.
+// Regression tests for two bugs these tests found (both fixed).
 
-/// Bug: after a tunnel reconnect the health stream is not reopened for ~5 s. A lost connection
-/// ends `health::receive` with an error, and `PeerPool::ensure_health_stream` then sleeps
-/// `health::HEARTBEAT` (5 s) with `health_stream` still set, so `adopt()` of the new connection
-/// opens no stream; a health change at the peer in that time reaches the caller ~5 s late
-/// (measured 4.85 s instead of ~0.1 s).
+/// After a tunnel reconnect the health stream must be reopened at once: a lost connection is
+/// not the stream's fault (it once waited out the 5 s heartbeat, so a health change at the
+/// peer reached the caller ~4.85 s late).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Strait bug: health stream reopened only 5 s after a tunnel reconnect"]
-async fn bug_advert_resumes_at_once_after_a_reconnect() {
+async fn adverts_resume_at_once_after_a_reconnect() {
     strait::tls::install_default_provider();
     let block = 73;
     let dir = tempfile::tempdir().unwrap();
@@ -760,15 +756,11 @@ async fn bug_advert_resumes_at_once_after_a_reconnect() {
     );
 }
 
-/// Bug: streams that die because liveness retired their tunnel connection are reported to
-/// outlier detection as connect failures of the peer (`OpenError::Stream` ->
-/// `Outcome::ConnectFailed` in `upstream::connect_host`), although the peer is already down
-/// and `OpenError::Down` deliberately reports nothing. Five connections opened in the
-/// 1.5-2.5 s before a black-holed peer is detected eject it for `base_ejection_time` (30 s):
-/// after the link heals, the tunnel is up again in ~5 s but traffic returns only after 30 s.
+/// Streams that die because liveness retired their tunnel connection are the tunnel's
+/// failure, not the service's: they must not count towards ejecting the peer (they once did,
+/// and connections opened while a black-holed peer was being detected ejected it for 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Strait bug: a black-holed tunnel under load gets its peer outlier-ejected"]
-async fn bug_a_blackholed_tunnel_does_not_eject_the_peer() {
+async fn a_blackholed_tunnel_does_not_eject_the_peer() {
     strait::tls::install_default_provider();
     let block = 74;
     let dir = tempfile::tempdir().unwrap();

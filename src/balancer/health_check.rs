@@ -19,17 +19,31 @@ use crate::config::{HealthCheckConfig, HealthCheckKind};
 
 /// Starts one checker task per local endpoint of `balancer`, if it has a health check.
 pub fn spawn_all(balancer: &Arc<Balancer>, stop: &CancellationToken) {
-    let Some(hc) = balancer.config.health_check.clone() else { return };
+    let Some(hc) = balancer.config.health_check.clone() else {
+        return;
+    };
     for host in &balancer.hosts {
         if let HostKind::Endpoint { address, .. } = host.kind {
-            tokio::spawn(run(balancer.clone(), host.id, address, hc.clone(), stop.clone()));
+            tokio::spawn(run(
+                balancer.clone(),
+                host.id,
+                address,
+                hc.clone(),
+                stop.clone(),
+            ));
         }
     }
 }
 
 /// Checks one endpoint until stopped, reporting verdict changes (and every pass while the
 /// host is ejected) to the balancer.
-async fn run(balancer: Arc<Balancer>, host: usize, address: SocketAddr, hc: HealthCheckConfig, stop: CancellationToken) {
+async fn run(
+    balancer: Arc<Balancer>,
+    host: usize,
+    address: SocketAddr,
+    hc: HealthCheckConfig,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(hc.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut passes, mut failures, mut healthy) = (0u32, 0u32, true);
@@ -62,13 +76,20 @@ async fn run(balancer: Arc<Balancer>, host: usize, address: SocketAddr, hc: Heal
 
 /// One check under `timeout`.
 pub async fn check(address: SocketAddr, kind: &HealthCheckKind, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, probe(address, kind)).await.unwrap_or(false)
+    tokio::time::timeout(timeout, probe(address, kind))
+        .await
+        .unwrap_or(false)
 }
 
 async fn probe(address: SocketAddr, kind: &HealthCheckKind) -> bool {
-    let Ok(tcp) = TcpStream::connect(address).await else { return false };
-    let HealthCheckKind::Http { path } = kind else { return true };
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await else {
+    let Ok(tcp) = TcpStream::connect(address).await else {
+        return false;
+    };
+    let HealthCheckKind::Http { path } = kind else {
+        return true;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
+    else {
         return false;
     };
     tokio::spawn(conn);

@@ -96,7 +96,10 @@ pub struct Balancer {
 
 /// Number of tiers for a gateway with these peer regions.
 fn tier_of_peer(region_order: &[String], region: &str) -> usize {
-    2 + region_order.iter().position(|r| r == region).unwrap_or(region_order.len())
+    2 + region_order
+        .iter()
+        .position(|r| r == region)
+        .unwrap_or(region_order.len())
 }
 
 impl Balancer {
@@ -132,7 +135,11 @@ impl Balancer {
             hosts.push(Host::new(hosts.len(), HostKind::Peer(p.clone()), tier, 1));
         }
         let tiers: Vec<u32> = hosts.iter().map(|h| h.tier as u32).collect();
-        let detector = Detector::new(config.outlier_detection.clone(), tiers, SmallRng::from_os_rng());
+        let detector = Detector::new(
+            config.outlier_detection.clone(),
+            tiers,
+            SmallRng::from_os_rng(),
+        );
         let balancer = Balancer {
             key_label: config.key.to_string(),
             config,
@@ -165,14 +172,27 @@ impl Balancer {
     /// `last_tier` the tier of the last attempt. The first pick rolls by tier load; after a
     /// failure the same tier is tried again (other hosts), then the following tiers, then the
     /// earlier ones. `local_only` restricts to tiers 0 and 1 (streams from peers).
-    pub fn pick(&self, tried: &[HostId], last_tier: Option<usize>, local_only: bool) -> Option<(HostId, usize)> {
+    pub fn pick(
+        &self,
+        tried: &[HostId],
+        last_tier: Option<usize>,
+        local_only: bool,
+    ) -> Option<(HostId, usize)> {
         let snap = self.snapshot.load();
-        let usable = if local_only { snap.tiers.len().min(2) } else { snap.tiers.len() };
+        let usable = if local_only {
+            snap.tiers.len().min(2)
+        } else {
+            snap.tiers.len()
+        };
         let mut rng = rand::rng();
         let start = match last_tier {
             Some(t) => t,
             None => {
-                let loads = if local_only { &snap.local_loads } else { &snap.loads };
+                let loads = if local_only {
+                    &snap.local_loads
+                } else {
+                    &snap.loads
+                };
                 tiers::choose_tier(loads, rng.random_range(0..100))?
             }
         };
@@ -186,8 +206,17 @@ impl Balancer {
     }
 
     /// Round robin, or weighted least-request by the power of two choices.
-    fn pick_in_tier(&self, tier: &[(HostId, u32)], tried: &[HostId], rng: &mut impl Rng) -> Option<HostId> {
-        let candidates: Vec<(HostId, u32)> = tier.iter().copied().filter(|(h, _)| !tried.contains(h)).collect();
+    fn pick_in_tier(
+        &self,
+        tier: &[(HostId, u32)],
+        tried: &[HostId],
+        rng: &mut impl Rng,
+    ) -> Option<HostId> {
+        let candidates: Vec<(HostId, u32)> = tier
+            .iter()
+            .copied()
+            .filter(|(h, _)| !tried.contains(h))
+            .collect();
         match candidates.len() {
             0 => None,
             1 => Some(candidates[0].0),
@@ -220,9 +249,17 @@ impl Balancer {
             Outcome::ConnectSuccess | Outcome::ConnectSuccessFinal => true,
             Outcome::ConnectFailed | Outcome::Timeout => false,
         };
-        let counter = if ok { &self.hosts[host].successes } else { &self.hosts[host].failures };
+        let counter = if ok {
+            &self.hosts[host].successes
+        } else {
+            &self.hosts[host].failures
+        };
         counter.fetch_add(1, Ordering::Relaxed);
-        let events = self.state.lock().expect("balancer lock").detector.record(host, outcome, Instant::now());
+        let events = self.state.lock().expect("balancer lock").detector.record(
+            host,
+            outcome,
+            Instant::now(),
+        );
         self.apply(events);
     }
 
@@ -242,28 +279,51 @@ impl Balancer {
         let m = &self.metrics;
         let svc = self.key_label.as_str();
         match event {
-            Event::Ejected { host, reason, until, enforced } => {
+            Event::Ejected {
+                host,
+                reason,
+                until,
+                enforced,
+            } => {
                 let tier = self.hosts[*host].tier.to_string();
-                m.outlier_ejections_detected_total.with_label_values(&[svc, &tier, reason.as_str()]).inc();
+                m.outlier_ejections_detected_total
+                    .with_label_values(&[svc, &tier, reason.as_str()])
+                    .inc();
                 if *enforced {
-                    m.outlier_ejections_enforced_total.with_label_values(&[svc, &tier, reason.as_str()]).inc();
-                    m.outlier_ejections_active.with_label_values(&[svc, &tier]).inc();
-                    m.outlier_ejected.with_label_values(&[svc, &self.host_label(*host)]).set(1);
-                    let for_s = until.saturating_duration_since(Instant::now()).as_secs_f64();
+                    m.outlier_ejections_enforced_total
+                        .with_label_values(&[svc, &tier, reason.as_str()])
+                        .inc();
+                    m.outlier_ejections_active
+                        .with_label_values(&[svc, &tier])
+                        .inc();
+                    m.outlier_ejected
+                        .with_label_values(&[svc, &self.host_label(*host)])
+                        .set(1);
+                    let for_s = until
+                        .saturating_duration_since(Instant::now())
+                        .as_secs_f64();
                     tracing::warn!(service = svc, host = %self.host_label(*host), tier, reason = reason.as_str(), ejected_for_s = for_s, "host ejected");
                 }
             }
             Event::Overflow { host, reason } => {
                 let tier = self.hosts[*host].tier.to_string();
-                m.outlier_ejections_detected_total.with_label_values(&[svc, &tier, reason.as_str()]).inc();
-                m.outlier_ejections_overflow_total.with_label_values(&[svc, &tier]).inc();
+                m.outlier_ejections_detected_total
+                    .with_label_values(&[svc, &tier, reason.as_str()])
+                    .inc();
+                m.outlier_ejections_overflow_total
+                    .with_label_values(&[svc, &tier])
+                    .inc();
                 tracing::info!(service = svc, host = %self.host_label(*host), "ejection skipped: max_ejection_percent reached in this tier");
             }
             Event::Unejected { host } => {
                 let tier = self.hosts[*host].tier.to_string();
-                m.outlier_ejections_active.with_label_values(&[svc, &tier]).dec();
+                m.outlier_ejections_active
+                    .with_label_values(&[svc, &tier])
+                    .dec();
                 // Per-endpoint series exist only while ejected.
-                let _ = m.outlier_ejected.remove_label_values(&[svc, &self.host_label(*host)]);
+                let _ = m
+                    .outlier_ejected
+                    .remove_label_values(&[svc, &self.host_label(*host)]);
                 tracing::info!(service = svc, host = %self.host_label(*host), "host returned");
             }
         }
@@ -280,7 +340,13 @@ impl Balancer {
     /// Recomputes which hosts may be picked and the tier loads, and swaps the snapshot in.
     pub fn rebuild(&self) {
         let state = self.state.lock().expect("balancer lock");
-        let n_tiers = self.hosts.iter().map(|h| h.tier + 1).max().unwrap_or(0).max(2);
+        let n_tiers = self
+            .hosts
+            .iter()
+            .map(|h| h.tier + 1)
+            .max()
+            .unwrap_or(0)
+            .max(2);
         let mut tiers = vec![Vec::new(); n_tiers];
         let (mut healthy, mut total) = (vec![0u64; n_tiers], vec![0u64; n_tiers]);
         for host in &self.hosts {
@@ -293,7 +359,11 @@ impl Balancer {
                         .advertised(&self.config.key)
                         .map_or((1, 1), |a| (a.healthy, a.total.max(1)));
                     let up = usable && pool.is_up() && adv_healthy > 0;
-                    (adv_healthy, if up { u64::from(adv_healthy) } else { 0 }, u64::from(adv_total))
+                    (
+                        adv_healthy,
+                        if up { u64::from(adv_healthy) } else { 0 },
+                        u64::from(adv_total),
+                    )
                 }
             };
             total[host.tier] += t;
@@ -304,20 +374,37 @@ impl Balancer {
         }
         drop(state);
         let factor = self.config.load_balancer.overprovisioning_factor;
-        let health: Vec<u32> = (0..n_tiers).map(|t| tiers::tier_health(healthy[t], total[t], factor)).collect();
+        let health: Vec<u32> = (0..n_tiers)
+            .map(|t| tiers::tier_health(healthy[t], total[t], factor))
+            .collect();
         let loads = tiers::tier_loads(&health);
         let local_loads = tiers::tier_loads(&health[..2]);
-        let serving_tier = loads.iter().enumerate().filter(|(_, l)| **l > 0).max_by_key(|(t, l)| (**l, std::cmp::Reverse(*t))).map(|(t, _)| t);
+        let serving_tier = loads
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l > 0)
+            .max_by_key(|(t, l)| (**l, std::cmp::Reverse(*t)))
+            .map(|(t, _)| t);
         self.note_serving_tier(serving_tier);
-        self.snapshot.store(Arc::new(Snapshot { tiers, health, loads, local_loads, serving_tier }));
-        self.local_health_changed.send_modify(|version| *version += 1);
+        self.snapshot.store(Arc::new(Snapshot {
+            tiers,
+            health,
+            loads,
+            local_loads,
+            serving_tier,
+        }));
+        self.local_health_changed
+            .send_modify(|version| *version += 1);
     }
 
     /// Counts a failover when the tier taking most traffic changes.
     fn note_serving_tier(&self, now: Option<usize>) {
         let now = now.map_or(-1, |t| t as i64);
         let before = self.serving_tier.swap(now, Ordering::AcqRel);
-        self.metrics.serving_tier.with_label_values(&[&self.key_label]).set(now);
+        self.metrics
+            .serving_tier
+            .with_label_values(&[&self.key_label])
+            .set(now);
         if before != now && before != -1 && now != -1 {
             self.metrics
                 .failovers_total
@@ -332,12 +419,18 @@ impl Balancer {
         let state = self.state.lock().expect("balancer lock");
         let mut zones: Vec<ZoneHealth> = Vec::new();
         for host in &self.hosts {
-            let HostKind::Endpoint { zone, .. } = &host.kind else { continue };
+            let HostKind::Endpoint { zone, .. } = &host.kind else {
+                continue;
+            };
             let healthy = !state.detector.is_ejected(host.id) && !state.hc_failed[host.id];
             let i = match zones.iter().position(|z| &z.zone == zone) {
                 Some(i) => i,
                 None => {
-                    zones.push(ZoneHealth { zone: zone.clone(), healthy: 0, total: 0 });
+                    zones.push(ZoneHealth {
+                        zone: zone.clone(),
+                        healthy: 0,
+                        total: 0,
+                    });
                     zones.len() - 1
                 }
             };
@@ -353,7 +446,11 @@ impl Balancer {
             let mut state = self.state.lock().expect("balancer lock");
             let changed = state.hc_failed[host] == healthy;
             state.hc_failed[host] = !healthy;
-            let event = if healthy { state.detector.health_check_passed(host, Instant::now()) } else { None };
+            let event = if healthy {
+                state.detector.health_check_passed(host, Instant::now())
+            } else {
+                None
+            };
             if !changed && event.is_none() {
                 return;
             }
@@ -374,7 +471,10 @@ impl Balancer {
         loop {
             let deadline = {
                 let state = self.state.lock().expect("balancer lock");
-                state.detector.next_deadline().map_or(next_sweep, |d| d.min(next_sweep))
+                state
+                    .detector
+                    .next_deadline()
+                    .map_or(next_sweep, |d| d.min(next_sweep))
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -442,8 +542,12 @@ impl Balancer {
 
 /// A host's detector state as JSON; `ejected_until` as Unix seconds.
 fn outlier_json(v: outlier::HostView) -> serde_json::Value {
-    let remaining = v.ejected_until.map(|u| u.saturating_duration_since(Instant::now()));
-    let until_unix = remaining.and_then(|r| std::time::SystemTime::now().checked_add(r)).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let remaining = v
+        .ejected_until
+        .map(|u| u.saturating_duration_since(Instant::now()));
+    let until_unix = remaining
+        .and_then(|r| std::time::SystemTime::now().checked_add(r))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     serde_json::json!({
         "consecutive_5xx": v.consecutive_5xx,
         "consecutive_gateway_errors": v.consecutive_gateway_errors,
@@ -487,6 +591,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.balancer.hosts[self.host].active.fetch_sub(1, Ordering::Relaxed);
+        self.balancer.hosts[self.host]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -63,8 +63,17 @@ mod tests {
     /// Envoy's documented table: P0 healthy% → P0/P1 load, P1 fully healthy.
     #[test]
     fn envoy_priority_examples() {
-        for (healthy_pct, expect) in [(72, [100, 0]), (71, [99, 1]), (50, [70, 30]), (25, [35, 65]), (0, [0, 100])] {
-            let health = [tier_health(healthy_pct, 100, 140), tier_health(100, 100, 140)];
+        for (healthy_pct, expect) in [
+            (72, [100, 0]),
+            (71, [99, 1]),
+            (50, [70, 30]),
+            (25, [35, 65]),
+            (0, [0, 100]),
+        ] {
+            let health = [
+                tier_health(healthy_pct, 100, 140),
+                tier_health(100, 100, 140),
+            ];
             assert_eq!(tier_loads(&health), expect, "{healthy_pct}% healthy");
         }
     }

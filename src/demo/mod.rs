@@ -293,8 +293,14 @@ impl Demo {
         );
 
         let metrics = &self.gateways[0].1;
-        let streams = metrics.tunnel_streams_total.with_label_values(&["gw-b", "outbound", "connected"]).get();
-        let advertised = metrics.remote_healthy_endpoints.with_label_values(&["gw-b", "web.default:8080"]).get();
+        let streams = metrics
+            .tunnel_streams_total
+            .with_label_values(&["gw-b", "outbound", "connected"])
+            .get();
+        let advertised = metrics
+            .remote_healthy_endpoints
+            .with_label_values(&["gw-b", "web.default:8080"])
+            .get();
         println!(
             "metrics gw-a: strait_tunnel_streams_total{{peer=\"gw-b\",outcome=\"connected\"}} {streams}, \
              strait_remote_healthy_endpoints{{peer=\"gw-b\",service=\"web.default:8080\"}} {advertised}"

@@ -56,10 +56,18 @@ pub async fn handle(tcp: TcpStream, remote: SocketAddr, listener: String, gw: Ar
 }
 
 /// Routes, connects and forwards one request.
-async fn serve_request(req: Request<Incoming>, remote: SocketAddr, listener: &str, gw: &Gateway) -> Response<Body> {
+async fn serve_request(
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    listener: &str,
+    gw: &Gateway,
+) -> Response<Body> {
     let start = Instant::now();
     let Some(balancer) = route(&req, gw) else {
-        gw.metrics.unrouted_total.with_label_values(&[listener, "unknown_host"]).inc();
+        gw.metrics
+            .unrouted_total
+            .with_label_values(&[listener, "unknown_host"])
+            .inc();
         tracing::info!(%remote, listener, host = ?authority(&req), "no service for host");
         return local_response(StatusCode::NOT_FOUND, "no service for this host\n");
     };
@@ -68,7 +76,10 @@ async fn serve_request(req: Request<Incoming>, remote: SocketAddr, listener: &st
         Ok((tier, resp)) => (tier.to_string(), status_class(resp.status()), resp),
         Err(e) => ("none".to_owned(), e.outcome, e.response),
     };
-    gw.metrics.requests_total.with_label_values(&[&service, &tier, outcome]).inc();
+    gw.metrics
+        .requests_total
+        .with_label_values(&[&service, &tier, outcome])
+        .inc();
     gw.metrics
         .request_duration_seconds
         .with_label_values(&[&service])
@@ -87,7 +98,13 @@ fn authority(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok().map(str::to_owned))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
 }
 
 /// A request that got no upstream response worth returning.
@@ -99,7 +116,11 @@ struct Failed {
 /// Sends the request upstream. Connect failures are retried inside [`upstream::connect`];
 /// responses matching `retry.retry_on` (and resets before a response) are retried here on
 /// another host, for idempotent requests without a body, with jittered exponential backoff.
-async fn forward(req: Request<Incoming>, balancer: &Arc<Balancer>, gw: &Gateway) -> Result<(usize, Response<Body>), Failed> {
+async fn forward(
+    req: Request<Incoming>,
+    balancer: &Arc<Balancer>,
+    gw: &Gateway,
+) -> Result<(usize, Response<Body>), Failed> {
     let policy = &balancer.config.retry;
     let replayable = is_replayable(&req);
     let head = RequestHead::of(&req);
@@ -108,14 +129,19 @@ async fn forward(req: Request<Incoming>, balancer: &Arc<Balancer>, gw: &Gateway)
     let mut backoff = retry_backoff(policy.backoff_base, policy.backoff_max);
     let mut retries_left = if replayable { policy.attempts } else { 0 };
     loop {
-        let connected = upstream::connect(balancer, Origin::Local, &mut attempts, &gw.metrics).await.map_err(|e| {
-            tracing::warn!(service = %balancer.key(), error = %e, "no upstream for request");
-            let status = match e {
-                ConnectError::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
-            };
-            Failed { outcome: e.outcome(), response: local_response(status, "no upstream could be reached\n") }
-        })?;
+        let connected = upstream::connect(balancer, Origin::Local, &mut attempts, &gw.metrics)
+            .await
+            .map_err(|e| {
+                tracing::warn!(service = %balancer.key(), error = %e, "no upstream for request");
+                let status = match e {
+                    ConnectError::NoHealthyUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+                };
+                Failed {
+                    outcome: e.outcome(),
+                    response: local_response(status, "no upstream could be reached\n"),
+                }
+            })?;
         let (host, tier) = (connected.host, connected.tier);
         let request_body = body.take().unwrap_or_else(empty_body);
         let result = send(head.build(request_body), connected).await;
@@ -133,7 +159,10 @@ async fn forward(req: Request<Incoming>, balancer: &Arc<Balancer>, gw: &Gateway)
         };
         if retry_on && retries_left > 0 {
             retries_left -= 1;
-            gw.metrics.request_retries_total.with_label_values(&[&balancer.key().to_string()]).inc();
+            gw.metrics
+                .request_retries_total
+                .with_label_values(&[&balancer.key().to_string()])
+                .inc();
             tokio::time::sleep(backoff.next().unwrap_or(policy.backoff_max)).await;
             continue;
         }
@@ -141,7 +170,10 @@ async fn forward(req: Request<Incoming>, balancer: &Arc<Balancer>, gw: &Gateway)
             Ok(resp) => Ok((tier, resp)),
             Err(_) => Err(Failed {
                 outcome: "upstream_reset",
-                response: local_response(StatusCode::BAD_GATEWAY, "upstream closed the connection before responding\n"),
+                response: local_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream closed the connection before responding\n",
+                ),
             }),
         };
     }
@@ -149,7 +181,12 @@ async fn forward(req: Request<Incoming>, balancer: &Arc<Balancer>, gw: &Gateway)
 
 /// One request over a fresh HTTP/1.1 connection on `connected`.
 async fn send(req: Request<Body>, connected: Connected) -> Result<Response<Body>, hyper::Error> {
-    let Connected { io, target, in_flight, .. } = connected;
+    let Connected {
+        io,
+        target,
+        in_flight,
+        ..
+    } = connected;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         // The host counts as busy until its connection (and so the response body) is done.
@@ -190,7 +227,10 @@ fn is_replayable(req: &Request<Incoming>) -> bool {
     idempotent && req.body().size_hint().exact() == Some(0)
 }
 
-fn retry_backoff(base: std::time::Duration, max: std::time::Duration) -> impl Iterator<Item = std::time::Duration> {
+fn retry_backoff(
+    base: std::time::Duration,
+    max: std::time::Duration,
+) -> impl Iterator<Item = std::time::Duration> {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()
         .with_min_delay(base)

@@ -8,8 +8,8 @@
 //! - Every connection sends an HTTP/2 PING each `ping_interval`; one not answered within
 //!   `ping_timeout` marks the connection dead at once, and with it the peer if it was the last.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,10 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
+use crate::balancer::ZoneHealth;
 use crate::config::{PeerConfig, ServiceKey, TunnelConfig};
 use crate::metrics::Metrics;
 use crate::tls::HandshakeFailure;
-use crate::balancer::ZoneHealth;
 use crate::tunnel::health;
 use crate::tunnel::stream::H2Stream;
 use crate::tunnel::wire::{self, Refusal};
@@ -43,6 +43,8 @@ pub enum OpenError {
     Stream(#[from] h2::Error),
     #[error("peer did not answer the stream request within {0:?}")]
     Timeout(Duration),
+    #[error("the tunnel connection was lost while the stream was opening")]
+    ConnectionLost,
 }
 
 /// Every peer's pool, in configured order (the failover order).
@@ -243,7 +245,12 @@ impl PeerPool {
 
     /// What the peer advertises for `service`; `None` until it has said anything about it.
     pub fn advertised(&self, service: &ServiceKey) -> Option<Advert> {
-        let advert = self.adverts.read().expect("adverts lock").get(service).cloned();
+        let advert = self
+            .adverts
+            .read()
+            .expect("adverts lock")
+            .get(service)
+            .cloned();
         match advert {
             Some(a) => Some(a),
             None if self.advert_seen.load(Ordering::Acquire) => Some(Advert {
@@ -257,7 +264,13 @@ impl PeerPool {
 
     /// Every advertisement, for `/debug/tunnels`.
     pub fn adverts(&self) -> Vec<(ServiceKey, Advert)> {
-        let mut all: Vec<_> = self.adverts.read().expect("adverts lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<_> = self
+            .adverts
+            .read()
+            .expect("adverts lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -294,13 +307,23 @@ impl PeerPool {
             None => self.dial_for_stream().await.ok_or(OpenError::Down)?,
         };
         let guard = StreamGuard::new(conn.clone(), &self.metrics, self.name());
-        let mut send = conn.send.clone().ready().await?;
-        let (response, stream) =
-            send.send_request(wire::connect_request(service, &self.local_name), false)?;
         let timeout = self.settings.handshake_timeout;
-        let response = tokio::time::timeout(timeout, response)
-            .await
-            .map_err(|_| OpenError::Timeout(timeout))??;
+        let request = async {
+            let mut send = conn.send.clone().ready().await?;
+            let (response, stream) =
+                send.send_request(wire::connect_request(service, &self.local_name), false)?;
+            let response = tokio::time::timeout(timeout, response)
+                .await
+                .map_err(|_| OpenError::Timeout(timeout))??;
+            Ok::<_, OpenError>((response, stream))
+        };
+        let (response, stream) = match request.await {
+            Ok(opened) => opened,
+            // The connection died under the stream (liveness closed it, or the peer went
+            // away): that is the tunnel's failure, already acted on, not the service's.
+            Err(_) if !conn.alive.load(Ordering::Acquire) => return Err(OpenError::ConnectionLost),
+            Err(e) => return Err(e),
+        };
         let outcome = |o: &str| {
             self.metrics
                 .tunnel_streams_total
@@ -504,7 +527,10 @@ impl PeerPool {
                 reason = liveness.run(ping_pong, &conn2) => reason,
                 _ = conn2.cancel.cancelled() => "closed".to_owned(),
             };
+            // Retire first, then drop the connection: streams failing with it find the
+            // connection already dead and are not blamed on the service.
             pool.retire(&conn2, &reason);
+            drop(connection);
         });
         self.notify_listeners();
         self.ensure_health_stream(&conn);
@@ -521,8 +547,12 @@ impl PeerPool {
             let result = health::receive(&pool, &conn).await;
             if let Err(e) = &result {
                 tracing::debug!(peer = pool.name(), error = %e, "health stream ended");
-                // A peer that cannot advertise is used unweighted; ask again later, not in a loop.
-                tokio::time::sleep(health::HEARTBEAT).await;
+                // On a live connection the peer refused the stream (an older peer, used
+                // unweighted): ask again later, not in a loop. A lost connection is not the
+                // stream's fault: reopen on the next connection at once.
+                if conn.alive.load(Ordering::Acquire) {
+                    tokio::time::sleep(health::HEARTBEAT).await;
+                }
             }
             pool.health_stream.store(false, Ordering::Release);
             if let Some(next) = pool.live().next() {
@@ -535,16 +565,28 @@ impl PeerPool {
     pub(crate) fn apply_advert(&self, message: health::Message) {
         let mut adverts = HashMap::new();
         for svc in message.services {
-            let Ok(key) = svc.service.parse::<ServiceKey>() else { continue };
+            let Ok(key) = svc.service.parse::<ServiceKey>() else {
+                continue;
+            };
             let healthy = svc.zones.iter().map(|z| z.healthy).sum();
             let total = svc.zones.iter().map(|z| z.total).sum();
             self.metrics
                 .remote_healthy_endpoints
                 .with_label_values(&[self.name(), &key.to_string()])
                 .set(i64::from(healthy));
-            adverts.insert(key, Advert { healthy, total, zones: svc.zones });
+            adverts.insert(
+                key,
+                Advert {
+                    healthy,
+                    total,
+                    zones: svc.zones,
+                },
+            );
         }
-        self.metrics.health_adverts_received_total.with_label_values(&[self.name()]).inc();
+        self.metrics
+            .health_adverts_received_total
+            .with_label_values(&[self.name()])
+            .inc();
         let first = !self.advert_seen.swap(true, Ordering::AcqRel);
         let differs = {
             let mut current = self.adverts.write().expect("adverts lock");

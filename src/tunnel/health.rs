@@ -62,7 +62,8 @@ pub fn request(caller: &str) -> Request<()> {
         .path_and_query(PATH)
         .build()
         .expect("static health URI");
-    req.headers_mut().insert(wire::VERSION_HEADER, http::HeaderValue::from(wire::VERSION));
+    req.headers_mut()
+        .insert(wire::VERSION_HEADER, http::HeaderValue::from(wire::VERSION));
     if let Ok(v) = http::HeaderValue::from_str(caller) {
         req.headers_mut().insert(wire::CALLER_HEADER, v);
     }
@@ -91,16 +92,24 @@ pub fn snapshot(gw: &Gateway, seq: u64) -> Message {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Serves a peer's health stream until it or this gateway goes away.
 pub async fn serve(mut respond: SendResponse<Bytes>, peer: String, gw: Arc<Gateway>) {
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(wire::VERSION_HEADER, http::HeaderValue::from(wire::VERSION));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-ndjson"));
-    let Ok(mut send) = respond.send_response(resp, false) else { return };
+    resp.headers_mut()
+        .insert(wire::VERSION_HEADER, http::HeaderValue::from(wire::VERSION));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    let Ok(mut send) = respond.send_response(resp, false) else {
+        return;
+    };
     let mut changes = gw.local_health.subscribe();
     let mut last: Option<Vec<ServiceHealth>> = None;
     let mut seq = 0;
@@ -113,7 +122,10 @@ pub async fn serve(mut respond: SendResponse<Bytes>, peer: String, gw: Arc<Gatew
             if send.send_data(Bytes::from(line), false).is_err() {
                 return;
             }
-            gw.metrics.health_adverts_sent_total.with_label_values(&[&peer]).inc();
+            gw.metrics
+                .health_adverts_sent_total
+                .with_label_values(&[&peer])
+                .inc();
             last = Some(message.services);
             seq += 1;
         }
@@ -141,7 +153,11 @@ pub async fn receive(pool: &Arc<PeerPool>, conn: &Arc<Conn>) -> anyhow::Result<(
     let mut send = conn.sender().ready().await?;
     let (response, _) = send.send_request(request(pool.local_name()), true)?;
     let response = response.await?;
-    anyhow::ensure!(response.status() == StatusCode::OK, "peer answered {} to the health stream", response.status());
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "peer answered {} to the health stream",
+        response.status()
+    );
     let mut body = response.into_body();
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = body.data().await {
@@ -152,10 +168,15 @@ pub async fn receive(pool: &Arc<PeerPool>, conn: &Arc<Conn>) -> anyhow::Result<(
             let line: Vec<u8> = buf.drain(..=end).collect();
             match serde_json::from_slice::<Message>(&line) {
                 Ok(message) => pool.apply_advert(message),
-                Err(e) => tracing::warn!(peer = pool.name(), error = %e, "unreadable health message ignored"),
+                Err(e) => {
+                    tracing::warn!(peer = pool.name(), error = %e, "unreadable health message ignored")
+                }
             }
         }
-        anyhow::ensure!(buf.len() <= MAX_LINE, "health message longer than {MAX_LINE} bytes");
+        anyhow::ensure!(
+            buf.len() <= MAX_LINE,
+            "health message longer than {MAX_LINE} bytes"
+        );
     }
     Ok(())
 }

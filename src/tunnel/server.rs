@@ -103,7 +103,11 @@ async fn handle_connection(
         match next {
             Some(Ok((request, respond))) if crate::tunnel::health::is_health_request(&request) => {
                 // Not on the drain tracker: it ends by itself when the drain starts.
-                tokio::spawn(crate::tunnel::health::serve(respond, peer.clone(), gw.clone()));
+                tokio::spawn(crate::tunnel::health::serve(
+                    respond,
+                    peer.clone(),
+                    gw.clone(),
+                ));
             }
             Some(Ok((request, respond))) => {
                 gw.drain
@@ -164,7 +168,9 @@ async fn handle_stream(
         }
     };
     let mut attempts = crate::upstream::Attempts::default();
-    let connected = match crate::upstream::connect(&svc, Origin::Peer, &mut attempts, &gw.metrics).await {
+    let connected = match crate::upstream::connect(&svc, Origin::Peer, &mut attempts, &gw.metrics)
+        .await
+    {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(%peer, service = %svc.key(), error = %e, "tunnel stream found no upstream");
