@@ -53,7 +53,11 @@ async fn http_h2c_tls_and_tcp_round_trips_cross_the_tunnel() {
         support::metric(
             a,
             "strait_requests_total",
-            &[("service", "web.default:8080"), ("outcome", "2xx")]
+            &[
+                ("service", "web.default:8080"),
+                ("tier", "2"),
+                ("outcome", "2xx")
+            ]
         ),
         3.0
     );
@@ -64,6 +68,7 @@ async fn http_h2c_tls_and_tcp_round_trips_cross_the_tunnel() {
             &[
                 ("protocol", "tcp"),
                 ("service", "echo.default:9000"),
+                ("tier", "2"),
                 ("outcome", "ok")
             ]
         ),
@@ -76,6 +81,7 @@ async fn http_h2c_tls_and_tcp_round_trips_cross_the_tunnel() {
             &[
                 ("protocol", "tls"),
                 ("service", "secure.default:8443"),
+                ("tier", "2"),
                 ("outcome", "ok")
             ]
         ),
@@ -256,6 +262,7 @@ async fn a_thousand_concurrent_connections_through_one_pair() {
             &[
                 ("protocol", "tcp"),
                 ("service", "echo.default:9000"),
+                ("tier", "2"),
                 ("outcome", "ok")
             ]
         ),
