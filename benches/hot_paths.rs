@@ -40,8 +40,9 @@ fn client_hello(name: &str) -> Vec<u8> {
         .expect("versions")
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name.to_owned().try_into().expect("name"))
-        .expect("client");
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name.to_owned().try_into().expect("name"))
+            .expect("client");
     let mut out = Vec::new();
     conn.write_tls(&mut out).expect("hello");
     out
@@ -56,13 +57,19 @@ fn routing(c: &mut Criterion) {
     let tls: Vec<_> = (0..200).map(|i| service(i, Protocol::Tls)).collect();
     let table = RouteTable::new(&tls, Protocol::Tls);
     c.bench_function("route/sni_istio_form", |b| {
-        b.iter(|| table.lookup_sni(black_box("outbound_.8080_._.svc42.default.svc.cluster.local")))
+        b.iter(|| {
+            table.lookup_sni(black_box(
+                "outbound_.8080_._.svc42.default.svc.cluster.local",
+            ))
+        })
     });
 }
 
 fn sni(c: &mut Criterion) {
     let hello = client_hello("svc42.example.com");
-    c.bench_function("sni/parse_rustls_client_hello", |b| b.iter(|| parse_client_hello(black_box(&hello))));
+    c.bench_function("sni/parse_rustls_client_hello", |b| {
+        b.iter(|| parse_client_hello(black_box(&hello)))
+    });
 }
 
 fn tiers(c: &mut Criterion) {
@@ -80,11 +87,22 @@ fn tiers(c: &mut Criterion) {
 }
 
 fn pick(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let _guard = rt.enter();
     let health = Arc::new(tokio::sync::watch::channel(0u64).0);
-    let balancer = Balancer::new(service(1, Protocol::Http), "z1", &[], strait::metrics::Metrics::new(), health);
-    c.bench_function("balancer/pick_least_request", |b| b.iter(|| balancer.pick(black_box(&[]), None, false)));
+    let balancer = Balancer::new(
+        service(1, Protocol::Http),
+        "z1",
+        &[],
+        strait::metrics::Metrics::new(),
+        health,
+    );
+    c.bench_function("balancer/pick_least_request", |b| {
+        b.iter(|| balancer.pick(black_box(&[]), None, false))
+    });
 }
 
 criterion_group!(benches, routing, sni, tiers, pick);
