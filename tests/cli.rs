@@ -1,4 +1,4 @@
-//! The `strait` binary as a user runs it: `check`, `certs`, `demo` and `demo --serve`.
+//! The `strait` binary as a user runs it: `check`, `certs`, `demo`, `demo --serve` and `demo fault`.
 
 mod support;
 
@@ -279,6 +279,24 @@ async fn demo_runs_to_completion() {
         matches!(counts, Some((n, 0)) if n > 0),
         "last line {last:?} is `demo: N requests, 0 failed`:\n{stdout}"
     );
+    // The scenario's steps, each with its tally; the region outage is served from tier 2.
+    for step in 0..=4 {
+        assert!(
+            stdout.contains(&format!("\nstep {step}: ")),
+            "step {step} printed:\n{stdout}"
+        );
+    }
+    for tally in [
+        "step 1: sent 20, failed 0, mockb served by tier 0: 20, tier 1: 0, tier 2: 0",
+        "step 2: sent 40, failed 0, mockb served by tier 0: 0, tier 1: 40, tier 2: 0",
+        "step 3: sent 40, failed 0, mockb served by tier 0: 0, tier 1: 0, tier 2: 40",
+    ] {
+        assert!(stdout.contains(tally), "{tally:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("strait_failovers_total{from_tier=\"1\",service=\"mockb.default:8001\",to_tier=\"2\"} 0 -> 1"),
+        "{stdout}"
+    );
     eprintln!("strait demo took {:?}", start.elapsed());
 }
 
@@ -302,10 +320,14 @@ async fn demo_serve_keeps_the_gateways_up_until_sigint() {
             assert!(!g[key].is_null(), "gateway lacks {key}: {g}");
         }
     }
+    let names: Vec<&str> = gateways.iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["gw-1a", "gw-1b", "gw-h", "gw-k"], "{info}");
     let a = gateways
         .iter()
-        .find(|g| g["name"] == "gw-a")
-        .expect("gw-a in the demo");
+        .find(|g| g["name"] == "gw-1a")
+        .expect("gw-1a in the demo");
+    assert_eq!(a["region"], "ap-northeast-1");
+    assert_eq!(a["zone"], "ap-northeast-1a");
     let addr = |v: &Value| -> SocketAddr { v.as_str().expect("address").parse().unwrap() };
     let admin = addr(&a["admin"]);
     let http = addr(
@@ -314,19 +336,91 @@ async fn demo_serve_keeps_the_gateways_up_until_sigint() {
             .unwrap()
             .iter()
             .find(|l| l["protocol"] == "http")
-            .expect("gw-a has an http listener")["address"],
+            .expect("gw-1a has an http listener")["address"],
     );
+    let control = info["control"]
+        .as_str()
+        .expect("control address")
+        .to_owned();
 
     let (status, _, body) = strait::demo::mocks::http_get(admin, "admin", "/readyz")
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
+    // Through the tunnel: web runs only in cn-hangzhou.
     let (status, headers, body) = strait::demo::mocks::http_get(http, "web.default", "/")
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("-> web("), "{body}");
-    assert_eq!(headers["strait-served-by"], "gw-b");
+    let served_by = headers["strait-served-by"].to_str().unwrap();
+    assert!(["gw-h", "gw-k"].contains(&served_by), "{served_by}");
+
+    // The scenario's chain, then the same faults `strait demo` shows, from the command line.
+    let chain = || async {
+        let (status, _, body) = strait::demo::mocks::http_get(http, "mocka.default", "/")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        strait::demo::scenario::parse_chain(&body)
+    };
+    let zones = |hops: &[strait::demo::scenario::Hop]| -> Vec<String> {
+        hops.iter().map(|h| h.zone.clone()).collect()
+    };
+    assert_eq!(zones(&chain().await), ["ap-northeast-1a"; 3]);
+    let fault = |zone: &'static str, kind: &'static str| {
+        let control = control.clone();
+        async move {
+            strait(
+                [
+                    "demo",
+                    "fault",
+                    "--control",
+                    &control,
+                    "--service",
+                    "mockb",
+                    "--zone",
+                    zone,
+                    "--kind",
+                    kind,
+                ],
+                QUICK,
+            )
+            .await
+        }
+    };
+    let out = fault("ap-northeast-1a", "refuse").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("mockb in ap-northeast-1a"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        zones(&chain().await),
+        ["ap-northeast-1a", "ap-northeast-1b", "ap-northeast-1b"],
+        "the first request after the fault already avoids mockb(1a)"
+    );
+    let out = fault("ap-northeast-1", "refuse").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hops = chain().await;
+    assert!(hops[1].zone.starts_with("cn-hangzhou"), "{hops:?}");
+    let out = fault("ap-northeast-1", "none").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut back = false;
+    let start = Instant::now();
+    while !back && start.elapsed() < Duration::from_secs(10) {
+        back = zones(&chain().await) == ["ap-northeast-1a"; 3];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "failback after the faults are cleared");
+    let out = fault("eu-west-1a", "refuse").await;
+    assert!(!out.status.success(), "an unknown zone is refused");
+    assert!(
+        text(&out.stderr).contains("no mock"),
+        "{}",
+        text(&out.stderr)
+    );
 
     demo.signal("INT");
     let status = demo.wait(Duration::from_secs(30)).await;

@@ -2,8 +2,10 @@
 //!
 //! - [`MockHttp`]: the reference scenario's `mocka`/`mockb`/`mockc`. Answers
 //!   `-> NAME(version: ZONE, ip: ADDR)`, followed by its upstream's answer when it has one
-//!   (called through its own zone's gateway). Faults can be injected: refuse connections,
-//!   answer 503, or accept and never answer (blackhole).
+//!   (called through its own zone's gateway). `GET /healthz` answers `ok` without calling the
+//!   upstream, for active health checks of the mock itself. Faults can be injected: refuse
+//!   connections, answer 503, or accept and never answer (blackhole); every one applies to
+//!   `/healthz` too.
 //! - [`EchoTcp`]: echoes bytes and honours half-close.
 //! - [`TlsHello`]: a TLS server (its own certificate) that answers one line.
 
@@ -30,9 +32,52 @@ pub enum Fault {
     Refuse,
     /// Answer every request with 503.
     Unavailable,
-    /// Accept connections and never answer.
+    /// Accept connections and never answer (until the fault is cleared: then requests held
+    /// on open connections are answered late and silent connections are closed).
     Blackhole,
 }
+
+impl Fault {
+    /// Every fault, in the order of [`Fault::as_str`]'s names.
+    pub const ALL: [Fault; 4] = [
+        Fault::None,
+        Fault::Refuse,
+        Fault::Unavailable,
+        Fault::Blackhole,
+    ];
+
+    /// `none`, `refuse`, `unavailable` or `blackhole`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Refuse => "refuse",
+            Fault::Unavailable => "unavailable",
+            Fault::Blackhole => "blackhole",
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown fault {s:?}; expected none, refuse, unavailable or blackhole")
+            })
+    }
+}
+
+/// Path a mock answers by itself (no upstream call), for active health checks.
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// Where a mock sends its own upstream call: a gateway's http listener and a Host header.
 #[derive(Debug, Clone)]
@@ -53,6 +98,8 @@ struct MockInner {
     address: SocketAddr,
     upstream: Option<UpstreamCall>,
     fault: Mutex<Fault>,
+    /// Woken whenever the fault changes, so black-holed connections can end.
+    fault_changed: tokio::sync::Notify,
     /// Requests answered (any status), for "the backend was never reached" checks.
     requests: std::sync::atomic::AtomicU64,
 }
@@ -72,6 +119,7 @@ impl MockHttp {
             address: listener.local_addr()?,
             upstream,
             fault: Mutex::new(Fault::None),
+            fault_changed: tokio::sync::Notify::new(),
             requests: std::sync::atomic::AtomicU64::new(0),
         });
         let task = tokio::spawn(serve_http(listener, inner.clone()));
@@ -107,6 +155,7 @@ impl MockHttp {
     /// Switches the fault. `Refuse` closes the socket; leaving it rebinds the same address.
     pub async fn set_fault(&self, fault: Fault) -> std::io::Result<()> {
         let was = std::mem::replace(&mut *self.inner.fault.lock().expect("fault lock"), fault);
+        self.inner.fault_changed.notify_waiters();
         if fault == Fault::Refuse && was != Fault::Refuse {
             let task = self.task.lock().expect("task lock").take();
             if let Some(task) = task {
@@ -140,11 +189,10 @@ async fn serve_http(listener: TcpListener, inner: Arc<MockInner>) {
         };
         let inner = inner.clone();
         connections.spawn(async move {
-            let fault = *inner.fault.lock().expect("fault lock");
-            if fault == Fault::Blackhole {
-                // Hold the connection open and silent.
-                let _keep = &tcp;
-                std::future::pending::<()>().await;
+            if inner.fault() == Fault::Blackhole {
+                // Hold the connection open and silent while the fault lasts, then close it.
+                inner.blackhole().await;
+                return;
             }
             let service = service_fn(move |req| {
                 let inner = inner.clone();
@@ -158,20 +206,39 @@ async fn serve_http(listener: TcpListener, inner: Arc<MockInner>) {
     }
 }
 
-async fn answer(_req: Request<Incoming>, inner: &MockInner) -> Response<Full<Bytes>> {
+impl MockInner {
+    fn fault(&self) -> Fault {
+        *self.fault.lock().expect("fault lock")
+    }
+
+    /// Returns once the fault is no longer [`Fault::Blackhole`].
+    async fn blackhole(&self) {
+        loop {
+            // Created before the check, so a change in between still wakes it.
+            let changed = self.fault_changed.notified();
+            if self.fault() != Fault::Blackhole {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+async fn answer(req: Request<Incoming>, inner: &MockInner) -> Response<Full<Bytes>> {
     inner
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let fault = *inner.fault.lock().expect("fault lock");
-    match fault {
-        Fault::Unavailable => {
-            return respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{} unavailable\n", inner.name),
-            );
-        }
-        Fault::Blackhole => std::future::pending::<()>().await,
-        Fault::None | Fault::Refuse => {}
+    if inner.fault() == Fault::Blackhole {
+        inner.blackhole().await;
+    }
+    if inner.fault() == Fault::Unavailable {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} unavailable\n", inner.name),
+        );
+    }
+    if req.uri().path() == HEALTH_PATH {
+        return respond(StatusCode::OK, "ok\n".to_owned());
     }
     let mut body = format!(
         "-> {}(version: {}, ip: {})",

@@ -1,9 +1,16 @@
-//! `strait demo`: two regions on one machine. Every gateway is a real gateway with real mTLS
-//! tunnels on its own loopback address, certificates are made on the fly, and real backends
-//! answer behind the peer region. The demo sends traffic through all three listener kinds,
-//! checks every answer, and prints what happened; `--serve` keeps it all running instead.
+//! `strait demo`: the reference scenario of DESIGN §1 ([`scenario`]) on one machine. Two
+//! regions with two zones each, every zone on its own loopback block, every gateway a real
+//! gateway with real mTLS tunnels and certificates made on the fly, and real backends. The demo
+//! sends traffic through every listener kind, then walks the scenario's steps (healthy, mockb
+//! refusing connections in one zone, mockb down in a whole region, recovery and failback),
+//! checks every answer and prints what happened. `--serve` keeps it running instead, with a
+//! small control API (`strait demo fault ...`) to inject and clear the same faults.
+//!
+//! [`Demo`] is the smaller pair the integration tests use: gw-a (region-a) with listeners and
+//! no local endpoints, gw-b (region-b) with the backends.
 
 pub mod mocks;
+pub mod scenario;
 pub mod topology;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -12,28 +19,60 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::Bound;
 use crate::certs::IssueOptions;
 use crate::metrics::Metrics;
-use mocks::{EchoTcp, MockHttp, TlsHello};
+use mocks::{EchoTcp, Fault, MockHttp, TlsHello};
+use scenario::Scenario;
 use topology::Topology;
 
 /// Arguments of `strait demo`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
     /// Keep everything running; print the addresses as one JSON line on stdout.
     #[arg(long)]
     pub serve: bool,
+    #[command(subcommand)]
+    pub command: Option<DemoCommand>,
+}
+
+/// Subcommands of `strait demo`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DemoCommand {
+    /// Inject or clear a fault in a running `strait demo --serve`.
+    Fault(FaultArgs),
+}
+
+/// Arguments of `strait demo fault`.
+#[derive(Debug, clap::Args)]
+pub struct FaultArgs {
+    /// The control address `demo --serve` printed (`control` in its JSON line).
+    #[arg(long)]
+    pub control: String,
+    /// The mock: mocka, mockb or mockc.
+    #[arg(long)]
+    pub service: String,
+    /// A zone (e.g. ap-northeast-1a), or a region for every zone in it.
+    #[arg(long)]
+    pub zone: String,
+    /// refuse: connections refused; unavailable: answers 503; blackhole: accepts and never
+    /// answers; none: clears the fault.
+    #[arg(long, value_parser = ["none", "refuse", "unavailable", "blackhole"])]
+    pub kind: String,
 }
 
 /// The SNI the demo's TLS backend has a certificate for.
 pub const TLS_HOST: &str = "secure.example.com";
 
-/// The running demo: gateways and backends.
+/// The demo pair the integration tests use: gateways and backends.
 pub struct Demo {
     pub topology: Topology,
     pub gateways: Vec<(Bound, Metrics)>,
@@ -43,45 +82,201 @@ pub struct Demo {
     pub echo: EchoTcp,
 }
 
-/// Tally of the checks the demo made.
-#[derive(Debug, Default)]
-struct Tally {
-    sent: u32,
-    failed: u32,
-}
-
-impl Tally {
-    fn record(&mut self, ok: bool, what: &str) {
-        self.sent += 1;
-        if !ok {
-            self.failed += 1;
-            println!("  FAILED: {what}");
-        }
-    }
-}
-
-/// Runs the demo.
+/// Runs `strait demo`, `strait demo --serve` or `strait demo fault`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(DemoCommand::Fault(fault)) = args.command {
+        return fault_command(fault).await;
+    }
     crate::tls::install_default_provider();
+    let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("strait-demo-").tempdir()?;
-    let demo = Demo::start(dir.path()).await?;
-    demo.wait_for_tunnels(Duration::from_secs(10)).await?;
+    let scenario = Scenario::start(dir.path(), scenario::DEMO_BLOCK).await?;
+    scenario.wait_ready(Duration::from_secs(10)).await?;
     if args.serve {
         let dir = dir.keep();
-        println!("{}", demo.serve_json(&dir));
-        eprintln!("demo running; files in {}; Ctrl-C stops", dir.display());
-        tokio::signal::ctrl_c().await?;
-        demo.shutdown().await;
-        return Ok(ExitCode::SUCCESS);
+        return serve(scenario, &dir).await;
     }
-    let tally = demo.exercise().await;
-    demo.shutdown().await;
-    println!("demo: {} requests, {} failed", tally.sent, tally.failed);
-    Ok(if tally.failed == 0 {
+    let (sent, failed) = scenario.walk().await;
+    scenario.shutdown().await;
+    println!(
+        "\nthe demo took {:.1} s (gateways, certificates and backends included)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("demo: {sent} requests, {failed} failed");
+    Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--serve`: the JSON line first, the control API, then wait for SIGINT or SIGTERM.
+async fn serve(scenario: Scenario, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let control = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let control_addr = control.local_addr()?;
+    let control_task = tokio::spawn(serve_control(control, scenario.mocks.clone()));
+    println!("{}", scenario.serve_json(control_addr));
+    let http = scenario.http(scenario::ENTRY);
+    let (a, b) = (scenario::ZONES[0].zone, scenario::ZONES[1].zone);
+    let region = scenario::ZONES[0].region;
+    eprintln!("demo running; files in {}; Ctrl-C stops", dir.display());
+    eprintln!("  a request:        curl -H 'Host: mocka.default' http://{http}/");
+    eprintln!("  faults (--kind refuse | unavailable | blackhole | none):");
+    for (what, zone, kind) in [
+        ("mockb down in 1a:", a, "refuse"),
+        ("mockb down in 1b:", b, "refuse"),
+        ("mockb down in region:", region, "refuse"),
+        ("clear:", region, "none"),
+    ] {
+        eprintln!(
+            "    {what:<22} strait demo fault --control {control_addr} --service mockb --zone {zone} --kind {kind}"
+        );
+    }
+    eprintln!("  faults now:       curl http://{control_addr}/faults");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    control_task.abort();
+    scenario.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The control API of `--serve`: `GET /faults` lists the mocks and their faults;
+/// `POST /fault?service=S&zone=Z&kind=K` sets one (zone may name a region).
+async fn serve_control(listener: TcpListener, mocks: Vec<Arc<MockHttp>>) {
+    let mocks = Arc::new(mocks);
+    while let Ok((tcp, _)) = listener.accept().await {
+        let mocks = mocks.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let mocks = mocks.clone();
+                async move { Ok::<_, std::convert::Infallible>(control(req, &mocks).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn control<B>(req: Request<B>, mocks: &[Arc<MockHttp>]) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: serde_json::Value| {
+        let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp
+    };
+    let list = |mocks: &[Arc<MockHttp>]| -> serde_json::Value {
+        mocks
+            .iter()
+            .map(|m| json!({ "service": m.name(), "zone": m.zone(), "address": m.address(), "fault": m.fault().as_str() }))
+            .collect()
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/faults" | "/") => reply(StatusCode::OK, list(mocks)),
+        (&Method::POST, "/fault") => {
+            let query = req.uri().query().unwrap_or_default();
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_owned())
+            };
+            let (Some(service), Some(zone), Some(kind)) =
+                (param("service"), param("zone"), param("kind"))
+            else {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "expected ?service=NAME&zone=ZONE_OR_REGION&kind=none|refuse|unavailable|blackhole" }),
+                );
+            };
+            let fault: Fault = match kind.parse() {
+                Ok(f) => f,
+                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e })),
+            };
+            match scenario::set_fault(mocks, &service, &zone, fault).await {
+                Ok(changed) => {
+                    let changed: Vec<Arc<MockHttp>> = changed.into_iter().cloned().collect();
+                    reply(
+                        StatusCode::OK,
+                        json!({ "fault": fault.as_str(), "changed": list(&changed) }),
+                    )
+                }
+                Err(e) => reply(StatusCode::NOT_FOUND, json!({ "error": format!("{e:#}") })),
+            }
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({ "error": "GET /faults or POST /fault?service=..&zone=..&kind=.." }),
+        ),
+    }
+}
+
+/// `strait demo fault`: asks a running `demo --serve` to set a fault.
+async fn fault_command(args: FaultArgs) -> anyhow::Result<ExitCode> {
+    let addr: SocketAddr = args.control.parse().with_context(|| {
+        format!(
+            "--control {:?} is not an address like 127.0.0.1:PORT",
+            args.control
+        )
+    })?;
+    let path = format!(
+        "/fault?service={}&zone={}&kind={}",
+        args.service, args.zone, args.kind
+    );
+    let (status, body) = control_request(addr, Method::POST, &path)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the demo's control address {addr}; is `strait demo --serve` running?"
+            )
+        })?;
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap_or(json!({ "error": body }));
+    if status != StatusCode::OK {
+        anyhow::bail!(
+            "the demo refused: {}",
+            value["error"].as_str().unwrap_or(body.trim_end())
+        );
+    }
+    for m in value["changed"].as_array().into_iter().flatten() {
+        println!(
+            "{} in {} ({}): {}",
+            m["service"].as_str().unwrap_or("?"),
+            m["zone"].as_str().unwrap_or("?"),
+            m["address"].as_str().unwrap_or("?"),
+            m["fault"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One request to the control API; returns status and body.
+pub async fn control_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+) -> anyhow::Result<(StatusCode, String)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 impl Demo {
@@ -207,105 +402,6 @@ impl Demo {
             "configs": self.topology.gateways.iter().map(|g| self.topology.config_path(&g.name)).collect::<Vec<_>>(),
             "tls_host": TLS_HOST,
         })
-    }
-
-    /// Sends traffic through gw-a in every listener kind and checks each answer.
-    async fn exercise(&self) -> Tally {
-        let mut tally = Tally::default();
-        let a = self.topology.get("gw-a");
-        let b = self.topology.get("gw-b");
-        println!("strait demo: two regions on loopback, mTLS tunnel between them");
-        for g in [a, b] {
-            println!(
-                "  {:<5} {}/{:<8} tunnel {:<18} admin {}",
-                g.name,
-                g.region,
-                g.zone,
-                g.tunnel.to_string(),
-                g.admin
-            );
-        }
-        println!(
-            "tunnel gw-a <-> gw-b up (TLS 1.3, client certificates both ways, SPIFFE identities)"
-        );
-
-        let http = a.listener_address("http");
-        let expected = format!("-> web(version: zone-b1, ip: {})", self.web.address().ip());
-        let mut sample = String::new();
-        let mut ok = 0;
-        for _ in 0..20 {
-            let res = mocks::http_get(http, "web.default", "/").await;
-            let good = matches!(&res, Ok((s, h, body)) if s.is_success() && *body == expected
-                && h.get("strait-served-by").is_some_and(|v| v == "gw-b"));
-            if let Ok((_, _, body)) = &res {
-                sample.clone_from(body);
-            }
-            ok += u32::from(good);
-            tally.record(good, &format!("http web.default: {res:?}"));
-        }
-        println!(
-            "http  web.default      20 requests via gw-a -> tunnel -> gw-b: {ok} ok   {sample}"
-        );
-
-        let h2c = h2c_get(http, "web.default").await;
-        let good = matches!(&h2c, Ok(body) if *body == expected);
-        tally.record(good, &format!("h2c web.default: {h2c:?}"));
-        println!(
-            "h2c   web.default       1 request  (HTTP/2 prior knowledge):      {}",
-            if good { "ok" } else { "FAILED" }
-        );
-
-        let tls = a.listener_address("tls");
-        let mut ok = 0;
-        for i in 0..5 {
-            let res = tls_hello(tls, &self.topology.dir.join("ca.pem"), &format!("ping {i}")).await;
-            let good = matches!(&res, Ok(line) if *line == format!("hello from secure: ping {i}"));
-            ok += u32::from(good);
-            tally.record(good, &format!("tls {TLS_HOST}: {res:?}"));
-        }
-        println!(
-            "tls   {TLS_HOST}  5 connections, SNI passthrough, server cert verified end to end: {ok} ok"
-        );
-
-        let echo = a.listener_address("echo");
-        let mut ok = 0;
-        for i in 0..5u8 {
-            let payload: Vec<u8> = (0..65536u32)
-                .map(|n| (n as u8).wrapping_mul(i + 1))
-                .collect();
-            let res = echo_roundtrip(echo, &payload).await;
-            let good = matches!(&res, Ok(back) if *back == payload);
-            ok += u32::from(good);
-            tally.record(good, "tcp echo round trip");
-        }
-        println!("tcp   echo.default      5 connections x 64 KiB echoed with half-close: {ok} ok");
-
-        let res = mocks::http_get(http, "internal.default", "/").await;
-        let good = matches!(&res, Ok((s, _, _)) if *s == http::StatusCode::SERVICE_UNAVAILABLE)
-            && self.internal.requests() == 0;
-        tally.record(good, &format!("internal.default must be refused: {res:?}"));
-        println!(
-            "policy internal.default (not exported by gw-b): gw-a answers {}, backend saw {} requests",
-            res.as_ref()
-                .map(|r| r.0.to_string())
-                .unwrap_or_else(|e| e.to_string()),
-            self.internal.requests()
-        );
-
-        let metrics = &self.gateways[0].1;
-        let streams = metrics
-            .tunnel_streams_total
-            .with_label_values(&["gw-b", "outbound", "connected"])
-            .get();
-        let advertised = metrics
-            .remote_healthy_endpoints
-            .with_label_values(&["gw-b", "web.default:8080"])
-            .get();
-        println!(
-            "metrics gw-a: strait_tunnel_streams_total{{peer=\"gw-b\",outcome=\"connected\"}} {streams}, \
-             strait_remote_healthy_endpoints{{peer=\"gw-b\",service=\"web.default:8080\"}} {advertised}"
-        );
-        tally
     }
 
     /// Drains every gateway.

@@ -45,7 +45,8 @@ pub struct ServicePlan {
     pub exported: bool,
     pub hosts: Vec<String>,
     pub endpoints: Vec<(SocketAddr, String)>,
-    /// Extra TOML lines for the service table.
+    /// Extra TOML lines for the service, written last: plain keys first, then any
+    /// sub-tables (`[services.outlier_detection]`, `[services.health_check]`, ...).
     pub extra: String,
 }
 
@@ -183,13 +184,13 @@ impl Topology {
             if !s.hosts.is_empty() {
                 let _ = writeln!(t, "hosts = {:?}", s.hosts);
             }
-            t.push_str(&s.extra);
             let eps: Vec<String> = s
                 .endpoints
                 .iter()
                 .map(|(a, z)| format!("{{ address = \"{a}\", zone = \"{z}\" }}"))
                 .collect();
             let _ = writeln!(t, "endpoints = [{}]", eps.join(", "));
+            t.push_str(&s.extra);
         }
         for l in &g.listeners {
             let _ = writeln!(
