@@ -217,6 +217,10 @@ pub struct RetryConfig {
     pub backoff_base: Duration,
     /// Ceiling of that backoff. Default 250ms.
     pub backoff_max: Duration,
+    /// `http` only: how long one attempt may wait for the response head before it counts as
+    /// a timeout (a 504 to retry policy and outlier detection). Default 15s, Envoy's route
+    /// timeout.
+    pub per_try_timeout: Duration,
 }
 
 /// A condition under which an HTTP request is retried.
@@ -346,6 +350,7 @@ impl Default for RetryConfig {
             retry_on: vec![RetryOn::GatewayError, RetryOn::Reset],
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(250),
+            per_try_timeout: Duration::from_secs(15),
         }
     }
 }

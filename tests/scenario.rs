@@ -513,7 +513,7 @@ async fn a_black_hole_hangs_requests_until_the_health_check_takes_it_out() {
     );
     println!(
         "(c) mockb(1a) black-holed: health check verdict after {}; {} request(s) hung until the {client_timeout:?} client timeout \
-         (no per-request timeout in the gateway); outlier ejections of mockb(1a): {ejected}",
+         (the per-try timeout is 15s by default, longer than the client waits); outlier ejections of mockb(1a): {ejected}",
         ms(verdict),
         hung.len()
     );

@@ -235,6 +235,9 @@ pub struct RetrySection {
     /// Ceiling of the request retry backoff.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// Limit on waiting for one attempt's response head.
+    #[serde(with = "humantime_serde")]
+    pub per_try_timeout: Duration,
 }
 
 /// `[services.health_check]`.
@@ -530,6 +533,7 @@ impl Default for RetrySection {
             retry_on: None,
             backoff_base: d.backoff_base,
             backoff_max: d.backoff_max,
+            per_try_timeout: d.per_try_timeout,
         }
     }
 }

@@ -402,6 +402,7 @@ impl<'a> Validator<'a> {
             retry_on,
             backoff_base: raw.backoff_base,
             backoff_max: raw.backoff_max,
+            per_try_timeout: self.nonzero(&k("per_try_timeout"), raw.per_try_timeout)?,
         })
     }
 

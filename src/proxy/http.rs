@@ -144,7 +144,34 @@ async fn forward(
             })?;
         let (host, tier) = (connected.host, connected.tier);
         let request_body = body.take().unwrap_or_else(empty_body);
-        let result = send(head.build(request_body), connected).await;
+        let result = tokio::time::timeout(
+            policy.per_try_timeout,
+            send(head.build(request_body), connected),
+        )
+        .await;
+        let Ok(result) = result else {
+            // No response head in time: Envoy's per-try timeout, a 504 to retries and a
+            // local-origin timeout to outlier detection.
+            tracing::warn!(service = %balancer.key(), host = %balancer.host_label(host), timeout = ?policy.per_try_timeout, "upstream did not answer in time");
+            balancer.report(host, Outcome::Timeout);
+            if should_retry(&policy.retry_on, Some(StatusCode::GATEWAY_TIMEOUT)) && retries_left > 0
+            {
+                retries_left -= 1;
+                gw.metrics
+                    .request_retries_total
+                    .with_label_values(&[&balancer.key().to_string()])
+                    .inc();
+                tokio::time::sleep(backoff.next().unwrap_or(policy.backoff_max)).await;
+                continue;
+            }
+            return Err(Failed {
+                outcome: "upstream_timeout",
+                response: local_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream did not answer in time\n",
+                ),
+            });
+        };
         let retry_on = match &result {
             Ok(resp) => {
                 balancer.report(host, Outcome::Http(resp.status().as_u16()));
