@@ -1220,6 +1220,7 @@ mod tests {
                 ],
                 backoff_base: Duration::from_millis(10),
                 backoff_max: Duration::from_millis(10),
+                per_try_timeout: Duration::from_secs(15),
             }
         );
         assert_eq!(
