@@ -131,7 +131,13 @@ pub async fn bind_prebound(
     for (l, sock) in locals {
         spawn_listener(l, sock, gw.clone());
     }
-    gw.set_ready(true);
+    // Ready once listeners are bound and every peer's first dial has finished (bounded by the
+    // handshake timeout), so the first requests do not find peer-only services unreachable.
+    let (gw2, limit) = (gw.clone(), config.tunnel.handshake_timeout);
+    tokio::spawn(async move {
+        gw2.peers.first_dials(limit).await;
+        gw2.set_ready(true);
+    });
     tracing::info!(
         gateway = %config.gateway.name, region = %config.gateway.region, zone = %config.gateway.zone,
         admin = %addresses.admin, tunnel = %addresses.tunnel, "gateway running"
@@ -205,6 +211,12 @@ fn local_addr(l: &TcpListener) -> Result<SocketAddr, AppError> {
 }
 
 impl Bound {
+    /// Resolves once the gateway reports ready (see `/readyz`).
+    pub async fn ready(&self) {
+        let mut ready = self.gateway.ready_watch();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
     /// Graceful shutdown: not ready, stop accepting, GOAWAY on accepted tunnels, wait for
     /// in-flight connections up to `gateway.drain_timeout`, then close the rest and our tunnels.
     pub async fn shutdown(self) -> DrainOutcome {

@@ -110,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_gateway(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let bound = crate::app::bind(config).await?;
+    bound.ready().await;
     // One JSON line on stdout says the gateway is ready and where it listens.
     println!(
         "{}",

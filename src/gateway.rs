@@ -2,7 +2,6 @@
 //! service, routes, tunnels, metrics and the drain handle. Built once by [`crate::app`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
@@ -28,7 +27,7 @@ pub struct Gateway {
     pub local_health: Arc<watch::Sender<u64>>,
     /// Stops outlier timers and health checks.
     background: CancellationToken,
-    ready: AtomicBool,
+    ready: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -74,17 +73,22 @@ impl Gateway {
             local_health,
             background,
             config,
-            ready: AtomicBool::new(false),
+            ready: watch::channel(false).0,
         }
     }
 
     /// Ready once every listener is bound, until draining starts.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.drain.is_stopping()
+        *self.ready.borrow() && !self.drain.is_stopping()
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.ready.send_replace(ready);
+    }
+
+    /// Watches the ready flag (set once at startup).
+    pub fn ready_watch(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// Stops background work (outlier timers, health checks).

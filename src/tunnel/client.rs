@@ -83,6 +83,19 @@ impl Peers {
         self.pools.iter().find(|p| p.name() == name)
     }
 
+    /// Waits until every peer's first dial has finished (connected or failed), at most
+    /// `limit`: a gateway that reports ready before then would answer its first requests for
+    /// peer-only services with "no healthy upstream".
+    pub async fn first_dials(&self, limit: Duration) {
+        let all = self.pools.iter().map(|p| {
+            let mut done = p.dials_done.subscribe();
+            async move {
+                let _ = done.wait_for(|n| *n >= 1).await;
+            }
+        });
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(all)).await;
+    }
+
     /// Stops dialing: a draining gateway keeps its tunnels for streams in flight but does not
     /// replace lost ones.
     pub fn stop_dialing(&self) {
@@ -126,6 +139,8 @@ pub struct PeerPool {
     adverts: RwLock<HashMap<ServiceKey, Advert>>,
     /// Whether a health stream is open on some connection.
     health_stream: AtomicBool,
+    /// Dial attempts finished, for waiting on the first one at startup.
+    dials_done: tokio::sync::watch::Sender<u64>,
     /// Whether the peer has advertised at all (then a service it omits is one it does not serve).
     advert_seen: AtomicBool,
     /// Called on every change of liveness or advertisement (rebuilds balancer snapshots).
@@ -210,6 +225,7 @@ impl PeerPool {
             adverts: RwLock::new(HashMap::new()),
             health_stream: AtomicBool::new(false),
             advert_seen: AtomicBool::new(false),
+            dials_done: tokio::sync::watch::channel(0).0,
             on_change: OnceLock::new(),
         }
     }
@@ -408,7 +424,9 @@ impl PeerPool {
             status.dials += 1;
             status.ever_connected
         };
-        match self.dial().await {
+        let result = self.dial().await;
+        self.dials_done.send_modify(|n| *n += 1);
+        match result {
             Ok(conn) => {
                 *self.backoff.lock().expect("backoff lock") = new_backoff(&self.settings);
                 let mut status = self.status.lock().expect("status lock");
