@@ -391,7 +391,7 @@ async fn connect_failures_and_a_region_outage_lose_no_request() {
     );
     s.set_fault("mockb", REMOTE, Fault::None).await.unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(20), || async {
             s.balancer(ENTRY, MOCKB).snapshot().health.get(2).copied() == Some(100)
         })
         .await,
