@@ -94,6 +94,16 @@ async fn metrics_pass_promtool() {
     strait::demo::echo_roundtrip(pair.listener("echo"), b"x")
         .await
         .unwrap();
+    // Bytes are counted when the proxied connection ends, just after the client sees EOF.
+    let counted = support::eventually(std::time::Duration::from_secs(5), || async {
+        support::metric(
+            pair.metrics("gw-a"),
+            "strait_tunnel_sent_bytes_total",
+            &[("peer", "gw-b"), ("direction", "outbound")],
+        ) > 0.0
+    })
+    .await;
+    assert!(counted, "tunnel bytes counted");
     let (status, body) = get(&pair, "/metrics").await;
     assert_eq!(status, 200);
     for name in [

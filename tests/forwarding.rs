@@ -48,6 +48,19 @@ async fn http_h2c_tls_and_tcp_round_trips_cross_the_tunnel() {
     assert_eq!(back, payload);
 
     let a = pair.metrics("gw-a");
+    // Connections are counted when they end, just after the client has seen EOF.
+    let ended = |protocol: &'static str, service: &'static str| {
+        let labels = [
+            ("protocol", protocol),
+            ("service", service),
+            ("tier", "2"),
+            ("outcome", "ok"),
+        ];
+        support::eventually(Duration::from_secs(5), move || async move {
+            support::metric(a, "strait_connections_total", &labels) >= 1.0
+        })
+    };
+    assert!(ended("tcp", "echo.default:9000").await && ended("tls", "secure.default:8443").await);
     assert_eq!(
         support::metric(
             a,
@@ -206,17 +219,20 @@ async fn a_thousand_concurrent_connections_through_one_pair() {
             .expect("task ok");
     }
     let a = pair.metrics("gw-a");
+    let labels = [
+        ("protocol", "tcp"),
+        ("service", "echo.default:9000"),
+        ("tier", "2"),
+        ("outcome", "ok"),
+    ];
+    // Connections are counted when they end, just after the client has seen EOF.
+    let all = support::eventually(Duration::from_secs(10), || async {
+        support::metric(a, "strait_connections_total", &labels) >= 1000.0
+    })
+    .await;
+    assert!(all, "all 1000 connections counted ok");
     assert_eq!(
-        support::metric(
-            a,
-            "strait_connections_total",
-            &[
-                ("protocol", "tcp"),
-                ("service", "echo.default:9000"),
-                ("tier", "2"),
-                ("outcome", "ok")
-            ]
-        ),
+        support::metric(a, "strait_connections_total", &labels),
         1000.0
     );
     // A thousand streams need ten connections at the default cap of 100 streams each.
