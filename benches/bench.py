@@ -84,11 +84,12 @@ async def _burst(host, port, path, n):
     req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n").encode()
     # Everything is prepared; start all connections in the same event-loop turn on "go".
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    t_go = time.time()
     res = await asyncio.gather(*[_one(host, port, req, 10.0) for _ in range(n)])
     lat = [ms for ms, _ in res]
     ok = sum(1 for _, good in res if good)
     print(json.dumps({"max_ms": round(max(lat), 3), "p50_ms": round(statistics.median(lat), 3),
-                      "ok": ok, "failed": n - ok}), flush=True)
+                      "ok": ok, "failed": n - ok, "t_go": round(t_go, 6)}), flush=True)
 
 
 def burst(argv):

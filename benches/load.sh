@@ -425,6 +425,7 @@ arm_cold() { # SYSTEM ROUND: start the burst client, waiting on a fifo, before t
 }
 
 fire_cold() { # SYSTEM ROUND
+    COLD_READY_T=$(date +%s.%N)
     echo go >&9
     exec 9>&-
     local rc=0
@@ -437,7 +438,8 @@ fire_cold() { # SYSTEM ROUND
     local n=""; [[ $failed == 0 ]] || n="failed=$failed of $COLD_CONNS"
     [[ $rc == 0 ]] || n="$n burst client exit $rc"
     record cold_max_ms "$1" "$2" "$max" "$n"
-    log "  cold start: worst of $COLD_CONNS = $max ms ${n:+($n)}"
+    local lag; lag=$(jget t_go <<<"$res" | awk -v r="$COLD_READY_T" '$1 != "NA" {printf "%.1f", ($1 - r) * 1000}')
+    log "  cold start: worst of $COLD_CONNS = $max ms ${n:+($n) }(burst began ${lag:-?} ms after the pair was ready)"
 }
 
 idle_test() { # SYSTEM ROUND
